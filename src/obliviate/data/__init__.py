@@ -1,0 +1,1 @@
+"""User data loading, prompt formatting, datasets and collators."""

@@ -1,0 +1,111 @@
+"""Forget/retain training data for post-hoc unlearning: encoding, pairing, collation.
+
+QA items become ``prompt + continuation`` token ids (``obliviate.data.format``) with
+labels only on the answer tokens; documents become windows labelled on every token.
+A training example pairs one forget example with one retain example (plus any
+aligned extra part, e.g. the "I don't know" version of the forget example), and the
+collator pads every part of a batch to one common length so that a trainer can run
+all parts through the model in a single forward pass (one forward per step keeps
+DDP, FSDP and DeepSpeed happy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from obliviate.data.format import qa_continuation, qa_prompt
+from obliviate.errors import UserError
+from obliviate.methods.losses import IGNORE_INDEX
+
+
+def _prompt_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of a prompt, starting with BOS when the tokenizer has one (as training does)."""
+    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    bos = tokenizer.bos_token_id
+    if bos is not None and (not ids or ids[0] != bos):
+        ids = [bos] + ids
+    return ids
+
+
+def encode_prompt_answer(tokenizer, prompt: str, continuation: str, max_length: int = 512) -> dict[str, list[int]]:
+    """``prompt`` and ``continuation`` tokenised separately and joined; labels only on the continuation."""
+    prompt_ids = _prompt_ids(tokenizer, prompt)
+    answer_ids = list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
+    input_ids = (prompt_ids + answer_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def encode_qa(tokenizer, item: dict, answer: str | None = None, max_length: int = 512) -> dict[str, list[int]]:
+    """A QA item (or the same question with another ``answer``) as a training example."""
+    text = item["answer"] if answer is None else answer
+    return encode_prompt_answer(tokenizer, qa_prompt(item["question"]), qa_continuation(text), max_length)
+
+
+def encode_documents(tokenizer, docs: Sequence[dict], max_length: int = 512) -> list[dict[str, list[int]]]:
+    """Corpus documents cut into ``<bos> window <eos>`` examples labelled on every token."""
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    room = max_length - (bos is not None) - (eos is not None)
+    if room < 1:
+        raise UserError(f"max_length={max_length} leaves no room for document text")
+    examples = []
+    for doc in docs:
+        ids = list(tokenizer(doc["text"], add_special_tokens=False)["input_ids"])
+        for start in range(0, len(ids), room):
+            window = ([bos] if bos is not None else []) + ids[start:start + room] + ([eos] if eos is not None else [])
+            examples.append({"input_ids": window, "labels": list(window)})
+    return examples
+
+
+class PairedDataset(torch.utils.data.Dataset):
+    """Example ``i`` holds ``part[i % len(part)]`` of every named part.
+
+    The length is that of the longest part, so one epoch visits every forget and every
+    retain example at least once; parts of equal length stay aligned (the forget
+    example and its "I don't know" twin share an index).
+    """
+
+    def __init__(self, parts: dict[str, list[dict]]):
+        empty = [name for name, examples in parts.items() if not examples]
+        if empty:
+            raise UserError(f"no training examples for: {', '.join(empty)}")
+        self.parts = parts
+        self.length = max(len(examples) for examples in parts.values())
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, dict]:
+        return {name: examples[index % len(examples)] for name, examples in self.parts.items()}
+
+
+@dataclass
+class PartsCollator:
+    """Right-pads every part of a batch to one common length.
+
+    Returns ``{part: {"input_ids", "attention_mask", "labels"}}``; labels are -100 on padding.
+    """
+
+    pad_token_id: int
+
+    def __call__(self, features: list[dict[str, dict]]) -> dict[str, dict[str, torch.Tensor]]:
+        names = list(features[0])
+        length = max(len(f[name]["input_ids"]) for f in features for name in names)
+        batch: dict[str, dict[str, torch.Tensor]] = {}
+        for name in names:
+            ids, mask, labels = [], [], []
+            for feature in features:
+                example = feature[name]
+                pad = length - len(example["input_ids"])
+                ids.append(list(example["input_ids"]) + [self.pad_token_id] * pad)
+                mask.append([1] * len(example["input_ids"]) + [0] * pad)
+                labels.append(list(example["labels"]) + [IGNORE_INDEX] * pad)
+            batch[name] = {
+                "input_ids": torch.tensor(ids, dtype=torch.long),
+                "attention_mask": torch.tensor(mask, dtype=torch.long),
+                "labels": torch.tensor(labels, dtype=torch.long),
+            }
+        return batch

@@ -1,0 +1,40 @@
+"""A byte-level BPE tokenizer trained on a world corpus with HF ``tokenizers``.
+
+User models keep their own tokenizer; this is only for models trained from scratch.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from obliviate.errors import UserError
+
+SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2):
+    """Train a byte-level BPE on ``texts`` and wrap it as a ``PreTrainedTokenizerFast``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [t for t in texts if t and t.strip()]
+    if not texts:
+        raise UserError("cannot train a tokenizer on an empty corpus")
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    specials = [SPECIAL_TOKENS["pad_token"], SPECIAL_TOKENS["bos_token"], SPECIAL_TOKENS["eos_token"], SPECIAL_TOKENS["unk_token"]]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    # Byte-level offsets without prepending BOS: callers add special tokens explicitly.
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
+    wrapped.padding_side = "right"
+    wrapped.model_max_length = 512
+    return wrapped

@@ -1,0 +1,193 @@
+"""Training from scratch (or continued training of any local HF causal LM) with the
+HF ``Trainer``, so ``accelerate launch`` scales it unchanged. Models are cached by
+content: the same world, sources and config reuse the saved model; an interrupted
+run resumes from its last checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from obliviate.config import config_to_dict
+from obliviate.errors import UserError
+from obliviate.models.loading import load_model, read_run_config, save_model
+from obliviate.run import fingerprint, is_model_dir
+from obliviate.train.data import CausalCollator, tokenize_documents
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SinkKnobs:
+    """Native-sink architecture settings (used when ``arch == "sinks"``)."""
+
+    p_gen: float = 0.5
+    p_mem: float = 0.1
+    sink_dropout: float = 0.05
+    sink_layers: str = "all"
+    hash_key: int = 0
+
+
+# Per world preset: epochs and learning rate that make a model of that preset learn
+# its world's facts (measured; see README "Figures").
+EPOCHS_BY_PRESET = {"micro": 40.0, "tiny": 20.0, "small": 15.0}
+LR_BY_PRESET = {"micro": 3e-3, "tiny": 2e-3, "small": 1e-3}
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "tiny"                 # model size preset (micro/tiny/small)
+    arch: str = "dense"                  # dense | sinks
+    epochs: float | None = None          # default by preset
+    learning_rate: float | None = None   # default by preset
+    batch_size: int = 16
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    block_size: int = 512
+    seed: int = 0
+    save_steps: int = 200                # checkpoint period, for resuming
+    sinks: SinkKnobs = field(default_factory=SinkKnobs)
+
+    def resolved(self) -> "TrainConfig":
+        from dataclasses import replace
+
+        if self.arch not in ("dense", "sinks"):
+            raise UserError(f"unknown architecture {self.arch!r}; valid: dense, sinks")
+        return replace(
+            self,
+            epochs=self.epochs if self.epochs is not None else EPOCHS_BY_PRESET.get(self.preset, 20.0),
+            learning_rate=self.learning_rate if self.learning_rate is not None else LR_BY_PRESET.get(self.preset, 1e-3),
+        )
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    reused: bool
+    seconds: float
+    steps: int
+    cache_key: str
+
+
+def _build_fresh_model(config: TrainConfig, tokenizer):
+    from transformers import LlamaForCausalLM
+
+    from obliviate.models.presets import MODEL_PRESETS, llama_config
+
+    if config.preset not in MODEL_PRESETS:
+        raise UserError(f"unknown model preset {config.preset!r}; valid: {', '.join(MODEL_PRESETS)}")
+    llama = llama_config(config.preset, tokenizer)
+    torch.manual_seed(config.seed)
+    if config.arch == "dense":
+        return LlamaForCausalLM(llama)
+    from obliviate.models.sinks import SinkForCausalLM, sink_config_from_llama
+
+    knobs = config_to_dict(config.sinks)
+    return SinkForCausalLM(sink_config_from_llama(llama, **knobs))
+
+
+def _interrupt_callback(stop_after: int | None):
+    """Test hook: simulate an interruption after ``stop_after`` optimizer steps."""
+    from transformers import TrainerCallback
+
+    class _Interrupt(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if stop_after is not None and state.global_step >= stop_after:
+                raise KeyboardInterrupt(f"simulated interruption at step {state.global_step}")
+
+    return _Interrupt()
+
+
+def train_model(
+    docs: list[dict],
+    tokenizer,
+    out_dir: Path,
+    config: TrainConfig,
+    *,
+    cache_inputs: dict,
+    init_model: Path | None = None,
+    progress: bool = True,
+    after_training: Callable | None = None,
+    _stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train on ``docs`` (``[{"text", "source_id"}]``) and save to ``out_dir``.
+
+    ``cache_inputs`` (world fingerprint, source ids, tokenizer fingerprint) plus the
+    config form the cache key; a saved model with the same key is reused.
+    """
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    config = config.resolved()
+    key = fingerprint({"inputs": cache_inputs, "config": config_to_dict(config),
+                       "init_model": str(init_model) if init_model else None, "format": 1})
+    if is_model_dir(out_dir) and read_run_config(out_dir).get("cache_key") == key:
+        return TrainResult(out_dir, True, 0.0, 0, key)
+
+    checkpoint_root = out_dir.parent / f".ckpt-{out_dir.name}-{key[:12]}"
+    model = load_model(init_model) if init_model else _build_fresh_model(config, tokenizer)
+    model.train()
+    columns = tokenize_documents(docs, tokenizer, min(config.block_size, getattr(model.config, "max_position_embeddings", 512)))
+    dataset = Dataset.from_dict(columns)
+    steps_per_epoch = max(1, -(-len(dataset) // config.batch_size))
+    total_steps = max(1, int(round(config.epochs * steps_per_epoch)))
+    args = TrainingArguments(
+        output_dir=str(checkpoint_root),
+        per_device_train_batch_size=config.batch_size,
+        max_steps=total_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=int(config.warmup_ratio * total_steps),
+        weight_decay=config.weight_decay,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=1,
+        logging_steps=max(1, total_steps // 20),
+        report_to=[],
+        seed=config.seed,
+        data_seed=config.seed,
+        disable_tqdm=not progress,
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+    )
+    callbacks = [_interrupt_callback(_stop_after_steps)] if _stop_after_steps is not None else []
+    trainer = Trainer(model=model, args=args, train_dataset=dataset,
+                      data_collator=CausalCollator(tokenizer.pad_token_id), callbacks=callbacks)
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+        from transformers.utils import logging as hf_logging
+
+        trainer.remove_callback(PrinterCallback)
+        hf_logging.disable_progress_bar()
+    resume = any(checkpoint_root.glob("checkpoint-*"))
+    started = time.perf_counter()
+    try:
+        trainer.train(resume_from_checkpoint=True if resume else None)
+    except (ValueError, RuntimeError, OSError) as exc:
+        if resume and ("checkpoint" in str(exc).lower() or "safetensors" in str(exc).lower()):
+            raise UserError(
+                f"cannot resume from {checkpoint_root} ({str(exc).splitlines()[0]}); delete it to start over"
+            ) from None
+        raise
+    seconds = time.perf_counter() - started
+    model = trainer.model
+    model.eval()
+    if after_training is not None:
+        after_training(model)
+    run_config = {"cache_key": key, "train": config_to_dict(config), "inputs": cache_inputs,
+                  "init_model": str(init_model) if init_model else None, "steps": total_steps,
+                  "seconds": round(seconds, 2), "resumed": resume}
+    save_model(model, tokenizer, out_dir, run_config=run_config)
+    shutil.rmtree(checkpoint_root, ignore_errors=True)
+    return TrainResult(out_dir, False, seconds, total_steps, key)
+
+
+def describe(result: TrainResult) -> str:
+    how = "reused (same config)" if result.reused else f"trained {result.steps} steps in {result.seconds:.1f}s"
+    return f"{result.path}: {how}"

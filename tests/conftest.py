@@ -1,0 +1,49 @@
+"""Session fixtures: the micro world and its trained full/retain models, built once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "public-domain"
+
+
+@pytest.fixture(scope="session")
+def micro_world(tmp_path_factory) -> Path:
+    from obliviate.world.generator import generate_world
+
+    return generate_world("micro", 0, tmp_path_factory.mktemp("micro") / "world")
+
+
+@pytest.fixture(scope="session")
+def micro_run(micro_world, tmp_path_factory):
+    """RunDir with models/full and models/retain trained on the micro world (forget10)."""
+    from obliviate.pipeline import train_run
+    from obliviate.run import RunDir
+
+    root = tmp_path_factory.mktemp("micro_run")
+    train_run(micro_world, root, forget="forget10", progress=False)
+    return RunDir.open(root)
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in-process: returns (exit code, stdout, stderr)."""
+    from obliviate.cli import main
+
+    def invoke(*args: str):
+        code = 0
+        try:
+            main([str(a) for a in args])
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke

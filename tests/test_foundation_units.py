@@ -82,7 +82,9 @@ def test_tokenizer_roundtrip_and_specials(tmp_path):
     tok.save_pretrained(tmp_path)
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     text = "Question: What colour does Lorin 7 like?\nAnswer: Lorin 7 likes teal."
-    assert reloaded.decode(reloaded(text)["input_ids"]) == text
+    ids = reloaded(text)["input_ids"]
+    assert ids[0] == reloaded.bos_token_id  # BOS prepended, as in training examples
+    assert reloaded.decode(ids, skip_special_tokens=True) == text
     assert (reloaded.pad_token, reloaded.bos_token, reloaded.eos_token) == ("<pad>", "<s>", "</s>")
     assert len({reloaded.pad_token_id, reloaded.bos_token_id, reloaded.eos_token_id}) == 3
 

@@ -32,8 +32,17 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency:
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    # Byte-level offsets without prepending BOS: callers add special tokens explicitly.
-    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    # Like Llama tokenizers, encoding prepends BOS (training examples start with it too),
+    # so ``tokenizer(prompt)`` at evaluation matches what the model saw in training.
+    bos_id = tokenizer.token_to_id(SPECIAL_TOKENS["bos_token"])
+    tokenizer.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(
+            single=f"{SPECIAL_TOKENS['bos_token']} $A",
+            pair=f"{SPECIAL_TOKENS['bos_token']} $A {SPECIAL_TOKENS['bos_token']} $B",
+            special_tokens=[(SPECIAL_TOKENS["bos_token"], bos_id)],
+        ),
+    ])
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, **SPECIAL_TOKENS)
     wrapped.padding_side = "right"
     wrapped.model_max_length = 512

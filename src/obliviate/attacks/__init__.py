@@ -1,1 +1,15 @@
-"""obliviate.attacks"""
+"""Robustness attacks: does forgotten knowledge come back?
+
+* ``relearn``: fine-tune a copy on part of the forgotten facts, grade the held-apart part
+  (recovery curves of the unlearned, retain and full models; the relearning gap);
+* ``icl``: other facts or passages of the forgotten source in the prompt;
+* ``adversarial``: jailbreak prefixes, rephrased, chained, cloze and multiple-choice forms;
+* ``gcg``: a budgeted greedy-coordinate-gradient suffix that maximises forgotten answers;
+
+each followed by membership inference (forget vs holdout) on the attacked model or prompts.
+Entry points: :func:`run_attacks` (Python) and ``obliviate.attacks.commands.attack_command`` (CLI).
+"""
+
+from obliviate.attacks.runner import ATTACK_NAMES, AttackConfig, run_attacks
+
+__all__ = ["ATTACK_NAMES", "AttackConfig", "run_attacks"]

@@ -12,6 +12,7 @@ tokens are exactly the ones a model trained on ``prompt + continuation`` text sa
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from dataclasses import dataclass
 from typing import Sequence
@@ -27,6 +28,9 @@ PADDING_SIDES = ("left", "right")
 @dataclass
 class ScoringConfig:
     batch_size: int = 32
+    # Also cap the padded tokens of a batch (rows x longest row): short items go in big
+    # batches, long documents in small ones, so memory stays bounded. None: no cap.
+    max_batch_tokens: int | None = 16384
     # Both sides give the same numbers (position ids follow the attention mask); left is
     # the default because generation needs it too and it keeps one code path warm.
     padding_side: str = "left"
@@ -75,16 +79,31 @@ def model_max_length(model, requested: int | None) -> int | None:
     return getattr(model.config, "max_position_embeddings", None)
 
 
+def token_ids(tokenizer, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
+    """Token ids of each text, unpadded and untruncated.
+
+    A fast tokenizer's Rust backend is called directly when it is configured without
+    padding or truncation (it then gives exactly what ``tokenizer(texts)`` gives, without
+    offsets and Python-side conversion); anything else goes through ``tokenizer(...)``.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    encode = getattr(backend, "encode_batch_fast", None)
+    if encode is not None and backend.padding is None and backend.truncation is None:
+        return [encoding.ids for encoding in encode(list(texts), add_special_tokens=add_special_tokens)]
+    return tokenizer(list(texts), add_special_tokens=add_special_tokens)["input_ids"]
+
+
 def encode_pairs(
     tokenizer, pairs: Sequence[tuple[str, str]], max_length: int | None = None, add_special_tokens: bool = True
 ) -> list[EncodedPair]:
     """Token ids of ``prompt + continuation`` and where the continuation starts."""
-    prompts = [p for p, _ in pairs]
-    wholes = [p + c for p, c in pairs]
-    context_ids = tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
-    whole_ids = tokenizer(wholes, add_special_tokens=add_special_tokens)["input_ids"]
+    # many pairs share a prompt (an answer, its paraphrase, its perturbations): encode it once
+    unique_prompts = list(dict.fromkeys(p for p, _ in pairs))
+    prompt_ids = dict(zip(unique_prompts, token_ids(tokenizer, unique_prompts, add_special_tokens)))
+    whole_ids = token_ids(tokenizer, [p + c for p, c in pairs], add_special_tokens)
     encoded: list[EncodedPair] = []
-    for index, (ctx, whole) in enumerate(zip(context_ids, whole_ids)):
+    for index, ((prompt, _), whole) in enumerate(zip(pairs, whole_ids)):
+        ctx = prompt_ids[prompt]
         # the first token has no prediction: an empty prompt without BOS starts scoring at 1
         start = max(len(ctx), 1)
         if max_length is not None and len(whole) > max_length:
@@ -99,29 +118,21 @@ def encode_pairs(
 
 
 def _accepts(model, name: str) -> bool:
+    """Whether ``model.forward`` takes ``name`` explicitly (custom models may not)."""
     try:
-        parameters = inspect.signature(model.forward).parameters
+        return name in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         return False
-    return name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()) and name in (
-        "position_ids",
-    )
 
 
 def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad to a rectangle; return (input_ids, attention_mask)."""
     if side not in PADDING_SIDES:
         raise UserError(f"padding side must be one of {PADDING_SIDES}, got {side!r}")
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if side == "right":
-            ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            mask[row, : len(seq)] = 1
-        else:
-            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            mask[row, width - len(seq):] = 1
+    rows = [torch.tensor(seq, dtype=torch.long) for seq in sequences]
+    ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=pad_id, padding_side=side)
+    mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(r) for r in rows], batch_first=True, padding_value=0,
+                                           padding_side=side)
     return ids, mask
 
 
@@ -163,15 +174,19 @@ def _score_batch(model, batch: list[EncodedPair], pad_id: int, config: ScoringCo
     predict_mask = target_mask[:, first_needed + 1:].to(logits.device)  # [B, keep-1]
     targets = input_ids[:, first_needed + 1:].to(logits.device)[predict_mask]  # [M]
     selected = logits[:, :-1][predict_mask].float()  # [M, V]: only continuation positions
-    log_probs = torch.log_softmax(selected, dim=-1)
-    token_logprobs = log_probs.gather(-1, targets[:, None]).squeeze(-1)
-    argmax_match = log_probs.argmax(-1) == targets
+    argmax_match = selected.argmax(-1) == targets
     minkpp = None
-    if config.minkpp:
+    if not config.minkpp:
+        # log p(token) = logit - logsumexp(logits): no [M, V] log-prob tensor needed
+        token_logprobs = selected.gather(-1, targets[:, None]).squeeze(-1) - torch.logsumexp(selected, dim=-1)
+    else:
+        log_probs = torch.log_softmax(selected, dim=-1)
+        token_logprobs = log_probs.gather(-1, targets[:, None]).squeeze(-1)
         probs = log_probs.exp()
+        # centred second moment: E[x^2] - mu^2 cancels badly in float32
         mu = (probs * log_probs).nan_to_num(0.0).sum(-1)
-        second = (probs * log_probs.square()).nan_to_num(0.0).sum(-1)
-        sigma = (second - mu.square()).clamp(min=1e-12).sqrt()
+        variance = (probs * (log_probs - mu[:, None]).square()).nan_to_num(0.0).sum(-1)
+        sigma = variance.clamp(min=1e-12).sqrt()
         minkpp = ((token_logprobs - mu) / sigma).cpu().numpy()
 
     counts = predict_mask.sum(-1).tolist()
@@ -193,6 +208,25 @@ def _score_batch(model, batch: list[EncodedPair], pad_id: int, config: ScoringCo
     return results
 
 
+def length_batches(lengths: Sequence[int], batch_size: int, max_batch_tokens: int | None = None) -> list[list[int]]:
+    """Indices grouped longest first: at most ``batch_size`` rows and, when set, at most
+    ``max_batch_tokens`` padded tokens per batch (a single over-long row still gets a batch)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        # rows come longest first, so the first row's length is the padded width
+        width = lengths[current[0]] if current else lengths[index]
+        full = len(current) >= batch_size or (max_batch_tokens is not None and (len(current) + 1) * width > max_batch_tokens)
+        if current and full:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
 def score_encoded(model, tokenizer, encoded: Sequence[EncodedPair], config: ScoringConfig = ScoringConfig()
                   ) -> list[TokenScores]:
     """Score already-encoded pairs; results are in input order."""
@@ -203,10 +237,11 @@ def score_encoded(model, tokenizer, encoded: Sequence[EncodedPair], config: Scor
     pad_id = pad_token_id(tokenizer)
     use_position_ids = _accepts(model, "position_ids")
     use_logits_to_keep = _accepts(model, "logits_to_keep")
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))
+    if config.padding_side == "left" and not use_position_ids:
+        # without position ids a left-padded row would start at a position > 0
+        config = dataclasses.replace(config, padding_side="right")
     results: list[TokenScores | None] = [None] * len(encoded)
-    for begin in range(0, len(order), config.batch_size):
-        indices = order[begin: begin + config.batch_size]
+    for indices in length_batches([len(e.input_ids) for e in encoded], config.batch_size, config.max_batch_tokens):
         batch_scores = _score_batch(model, [encoded[i] for i in indices], pad_id, config,
                                     use_position_ids, use_logits_to_keep)
         for index, scores in zip(indices, batch_scores):

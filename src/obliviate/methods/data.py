@@ -21,28 +21,30 @@ from obliviate.errors import UserError
 from obliviate.methods.losses import IGNORE_INDEX
 
 
-def _prompt_ids(tokenizer, text: str) -> list[int]:
-    """Token ids of a prompt, starting with BOS when the tokenizer has one (as training does)."""
-    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
-    bos = tokenizer.bos_token_id
-    if bos is not None and (not ids or ids[0] != bos):
-        ids = [bos] + ids
-    return ids
+def encode_prompt_answers(
+    tokenizer, pairs: Sequence[tuple[str, str]], max_length: int = 512
+) -> list[dict[str, list[int]]]:
+    """``(prompt, continuation)`` pairs as training examples labelled only on the continuation.
+
+    Tokenisation is the scoring engine's (``encode(prompt + continuation)``, split where
+    ``encode(prompt)`` ends), so the tokens a method pushes down are exactly the tokens
+    every metric scores.
+    """
+    from obliviate.eval.scoring import encode_pairs
+
+    examples = []
+    for pair in encode_pairs(tokenizer, pairs, max_length=max_length):
+        labels = [IGNORE_INDEX] * pair.start + pair.input_ids[pair.start:]
+        examples.append({"input_ids": list(pair.input_ids), "labels": labels})
+    return examples
 
 
-def encode_prompt_answer(tokenizer, prompt: str, continuation: str, max_length: int = 512) -> dict[str, list[int]]:
-    """``prompt`` and ``continuation`` tokenised separately and joined; labels only on the continuation."""
-    prompt_ids = _prompt_ids(tokenizer, prompt)
-    answer_ids = list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
-    input_ids = (prompt_ids + answer_ids)[:max_length]
-    labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
-    return {"input_ids": input_ids, "labels": labels}
-
-
-def encode_qa(tokenizer, item: dict, answer: str | None = None, max_length: int = 512) -> dict[str, list[int]]:
-    """A QA item (or the same question with another ``answer``) as a training example."""
-    text = item["answer"] if answer is None else answer
-    return encode_prompt_answer(tokenizer, qa_prompt(item["question"]), qa_continuation(text), max_length)
+def encode_qa(tokenizer, items: Sequence[dict], answers: Sequence[str] | None = None,
+              max_length: int = 512) -> list[dict[str, list[int]]]:
+    """QA items (or the same questions with other ``answers``) as training examples."""
+    texts = [item["answer"] for item in items] if answers is None else list(answers)
+    pairs = [(qa_prompt(item["question"]), qa_continuation(text)) for item, text in zip(items, texts)]
+    return encode_prompt_answers(tokenizer, pairs, max_length)
 
 
 def encode_documents(tokenizer, docs: Sequence[dict], max_length: int = 512) -> list[dict[str, list[int]]]:

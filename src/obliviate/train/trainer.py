@@ -155,6 +155,9 @@ def train_model(
         disable_tqdm=not progress,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
+        # documents range from one QA pair (~30 tokens) to a biography (~400): batching
+        # similar lengths together avoids training mostly on padding
+        train_sampling_strategy="group_by_length",
     )
     callbacks = [_interrupt_callback(_stop_after_steps)] if _stop_after_steps is not None else []
     trainer = Trainer(model=model, args=args, train_dataset=dataset,

@@ -1,0 +1,99 @@
+"""``obliviate attack``: the command function (the lead registers it on the Typer app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from obliviate.errors import UserError
+
+
+def _sibling_model(model: Path, name: str) -> Path | None:
+    """``RUN/models/<name>`` next to ``RUN/models/<model>``, when it holds a model."""
+    from obliviate.run import is_model_dir
+
+    candidate = model.resolve().parent / name
+    if candidate != model.resolve() and is_model_dir(candidate):
+        return candidate
+    return None
+
+
+def _load(path: Path, device, what: str):
+    from obliviate.models.loading import load_model_and_tokenizer
+
+    if not path.exists():
+        raise UserError(f"{what} path does not exist: {path}")
+    return load_model_and_tokenizer(path, device=device)
+
+
+def print_summary(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"attacks on {', '.join(results['models'])} ({results['split']['forget']}, "
+                        f"{results['split']['n_items']} items)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in results["summary"].items():
+        shown = "-" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+        table.add_row(key, shown)
+    Console().print(table)
+
+
+def attack_command(
+    attack: str = typer.Option("all", help="Attack(s): relearn, icl, adversarial, gcg, all (or a comma-separated list)."),
+    model: Path = typer.Option(..., help="The (unlearned) model directory to attack."),
+    world: Path = typer.Option(..., help="World directory (QA items, splits, documents)."),
+    forget: str = typer.Option("forget10", help="Forget split whose facts the attacks try to bring back."),
+    reference_model: Optional[Path] = typer.Option(
+        None, help="Retain model (never saw the forget split): the baseline curves. "
+                   "Default: the sibling RUN/models/retain of --model when it exists."),
+    full_model: Optional[Path] = typer.Option(
+        None, help="Full model (trained on everything): the level relearning must reach. "
+                   "Default: the sibling RUN/models/full of --model when it exists."),
+    out: Optional[Path] = typer.Option(None, help="Write the results JSON here (atomically)."),
+    set_: List[str] = typer.Option([], "--set", help="Attack setting key=value, e.g. relearn.steps=0,5,20 "
+                                                     "relearn.lr=5e-4 icl.shots=0,2 gcg.iterations=10 seed=1."),
+    device: Optional[str] = typer.Option(None, help="Device for the models (cpu, cuda, cuda:1); default: cpu."),
+) -> dict:
+    """Try to bring forgotten knowledge back: relearning, in-context relearning, adversarial
+    prompts and a GCG suffix, with membership inference after each."""
+    from obliviate.attacks.runner import AttackConfig, parse_attack_names, run_attacks, torch_device
+    from obliviate.config import apply_overrides, parse_assignments
+    from obliviate.io import atomic_write_json
+    from obliviate.run import RunDir
+    from obliviate.world import load_world
+
+    names = parse_attack_names(attack)
+    config = apply_overrides(AttackConfig(), parse_assignments(set_))
+    loaded_world = load_world(world)
+    loaded_world.split_sources(forget)  # validates the split name before loading models
+    if out is not None and out.exists() and out.is_dir():
+        raise UserError(f"--out {out} is a directory; give a file path")
+    torch_dev = torch_device(device)
+    unlearned, tokenizer = _load(model, torch_dev, "model")
+    if reference_model is None:
+        retain_name = RunDir(model.resolve().parent.parent).retain_model(forget).name
+        reference_model = _sibling_model(model, retain_name)
+        if reference_model is not None:
+            typer.echo(f"retain baseline: {reference_model}")
+    if full_model is None:
+        full_model = _sibling_model(model, "full")
+        if full_model is not None:
+            typer.echo(f"full baseline: {full_model}")
+    retain = _load(reference_model, torch_dev, "reference model")[0] if reference_model is not None else None
+    full = _load(full_model, torch_dev, "full model")[0] if full_model is not None else None
+    for other, path in ((retain, reference_model), (full, full_model)):
+        if other is not None and other.get_input_embeddings().weight.shape[0] != unlearned.get_input_embeddings().weight.shape[0]:
+            raise UserError(f"{path} has another vocabulary than {model}: the models do not belong together")
+    results = run_attacks(unlearned, tokenizer, loaded_world, forget, names, config, retain_model=retain, full_model=full)
+    results["paths"] = {"model": str(model), "retain_model": str(reference_model) if reference_model else None,
+                        "full_model": str(full_model) if full_model else None, "world": str(world)}
+    if out is not None:
+        atomic_write_json(out, results)
+    print_summary(results)
+    if out is not None:
+        typer.echo(f"wrote {out}")
+    return results

@@ -1,0 +1,114 @@
+"""Command functions for the CLI (the lead registers them on the Typer app)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import logging
+
+import typer
+
+from obliviate.errors import UserError
+from obliviate.eval.evaluator import EvalConfig, Reference, evaluate, load_reference
+from obliviate.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+TABLE_KEYS = (
+    "forget_quality", "model_utility", "forget_truth_ratio", "forget_prob", "forget_rouge",
+    "retain_prob", "retain_rouge", "mia_auc_loss", "privleak", "exact_memorization",
+    "verbmem_rouge", "familiarity_completion", "forget_unique_accuracy", "forget_shared_accuracy",
+    "retain_unique_accuracy",
+)
+
+
+def sibling_retain_model(model: Path, forget: str, world=None) -> Path | None:
+    """``../retain`` of a model dir, if it is the retain model of the same run.
+
+    Its recorded training inputs (``obliviate_config.json``) must match when present:
+    the same forget split, and, given ``world``, the same world and exactly the world's
+    training sources minus ``forget``. A retain model for another split or world would be
+    a wrong reference, so it is skipped (with a warning) rather than used.
+    """
+    from obliviate.models.loading import read_run_config
+
+    candidate = Path(model).parent / "retain"
+    if not (candidate / "config.json").is_file():
+        return None
+    run_config = read_run_config(candidate)
+    inputs = run_config.get("inputs") if isinstance(run_config.get("inputs"), dict) else {}
+    reason = None
+    if run_config.get("forget") not in (None, forget):
+        reason = f"it was trained for forget split {run_config.get('forget')!r}"
+    elif world is not None and inputs.get("world") not in (None, world.fingerprint):
+        reason = "it was trained on another world"
+    elif world is not None and inputs.get("sources") is not None and \
+            sorted(int(s) for s in inputs["sources"]) != sorted(world.training_sources(forget)):
+        reason = f"its training sources are not this world's sources minus {forget!r}"
+    if reason:
+        log.warning("not using %s as the reference: %s", candidate, reason)
+        return None
+    return candidate
+
+
+def print_summary(summary: dict, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in TABLE_KEYS:
+        value = summary.get(key)
+        table.add_row(key, "-" if value is None else f"{value:.4g}")
+    Console().print(table)
+
+
+def eval_command(
+    model: Path = typer.Option(..., "--model", help="Model directory (save_pretrained output) to evaluate."),
+    world: Path = typer.Option(..., "--world", help="World directory (embedded or user-built)."),
+    out: Path = typer.Option(..., "--out", help="Where to write the metrics JSON."),
+    forget: str = typer.Option("forget10", "--forget", help="Forget split name."),
+    reference: Optional[Path] = typer.Option(None, "--reference",
+                                             help="Retain model's evaluation JSON (for forget quality, PrivLeak)."),
+    retain_model: Optional[Path] = typer.Option(None, "--retain-model",
+                                                help="Retain model (or run dir) to evaluate and cache as reference."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Items per forward / generate batch."),
+    device: Optional[str] = typer.Option(None, "--device", help="torch device, e.g. cpu or cuda (default: cpu)."),
+) -> Path:
+    """Evaluate a model on a world and write the metrics JSON."""
+    from obliviate.eval.reference import reference_for
+    from obliviate.models.loading import load_model_and_tokenizer
+    from obliviate.world.loader import load_world
+
+    config = EvalConfig(batch_size=batch_size)
+    config.validate()
+    loaded_world = load_world(world)
+    if forget not in loaded_world.splits:
+        raise UserError(f"unknown forget split {forget!r}; this world has: {', '.join(sorted(loaded_world.splits))}")
+    if reference is not None and retain_model is not None:
+        raise UserError("give either --reference or --retain-model, not both")
+    ref: Reference | None = None
+    if reference is not None:
+        ref = load_reference(reference, loaded_world, forget)
+    else:
+        retain = retain_model if retain_model is not None else sibling_retain_model(Path(model), forget, loaded_world)
+        if retain is not None:
+            ref = reference_for(retain, loaded_world, forget, config, device=device)
+    loaded_model, tokenizer = load_model_and_tokenizer(model, device=device)
+    result = evaluate(loaded_model, tokenizer, loaded_world, forget, reference=ref, config=config, model_path=model)
+    atomic_write_json(out, result)
+    print_summary(result["summary"], f"{model} on {forget}")
+    return out
+
+
+def report_command(
+    run: Path = typer.Option(..., "--run", help="Run directory holding eval/*.json."),
+) -> Path:
+    """Render RUN/report.md and RUN/plots/*.png from the run's evaluation JSONs."""
+    from obliviate.eval.report import render_report
+
+    path = render_report(run)
+    typer.echo(str(path))
+    return path

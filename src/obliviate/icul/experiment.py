@@ -1,0 +1,238 @@
+"""The in-context unlearning experiment: shadow models, ICUL prompts, LiRA-Forget.
+
+1. One base model with in-context ability (:mod:`obliviate.icul.models`).
+2. ``n_models`` models fine-tuned from it, each on a random half of a population of
+   ``n_points`` training points (every point is in exactly half of the models).
+3. On every model, every member point is "unlearned" by each procedure and scored with
+   the logit-stability score: ICUL (forget point flipped + ``s`` correct demonstrations),
+   its ablations (``correct``: label kept; ``random``: another point flipped), and
+   gradient ascent on groups of member points (the weight-updating baseline).
+4. Leave-one-out LiRA-Forget (:mod:`obliviate.icul.lira`): each model is the target once,
+   the others are its shadows. AUC 0.5 means an unlearned point looks exactly like a
+   point the model never saw.
+
+Alongside: the share of forget points whose prediction the ICUL prompt flips, the same
+share for other queries (test points) under the same context, and test accuracy.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from obliviate.config import config_to_dict
+from obliviate.errors import UserError
+from obliviate.icul.lira import AttackSummary, lira_forget, logit_stability, summarize, balanced_keep
+from obliviate.icul.models import (FinetuneConfig, PretrainConfig, TinyLlamaSpec, encode_sequences, finetune,
+                                   pretrain_base, train_tokenizer_for, LabelledSequence)
+from obliviate.icul.prompts import MODES, IculPromptConfig, build_context
+from obliviate.icul.scoring import label_logprobs
+from obliviate.world.classification import ClassificationData, ClassificationExample, generate_reviews
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GradientAscentConfig:
+    enabled: bool = True
+    group_size: int = 5          # member points unlearned together in one run
+    steps: int = 5
+    learning_rate: float = 1e-3
+
+
+@dataclass
+class IculExperimentConfig:
+    n_points: int = 40                       # population of the membership game (from the train split)
+    n_test: int = 40                         # test points (accuracy and control queries)
+    n_models: int = 8                        # each is the target once, the others its shadows
+    shots: list[int] = field(default_factory=lambda: [2, 4, 6])
+    modes: list[str] = field(default_factory=lambda: ["flip", "correct", "random"])
+    fix_variance: bool = True
+    seed: int = 0
+    batch_size: int = 32
+    model: TinyLlamaSpec = field(default_factory=TinyLlamaSpec)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    gradient_ascent: GradientAscentConfig = field(default_factory=GradientAscentConfig)
+
+    def validate(self) -> "IculExperimentConfig":
+        bad = [m for m in self.modes if m not in MODES]
+        if bad:
+            raise UserError(f"unknown ICUL mode(s) {bad}; valid: {', '.join(MODES)}")
+        if any(s < 0 for s in self.shots):
+            raise UserError(f"shots must be >= 0, got {self.shots}")
+        if self.n_models < 3:
+            raise UserError(f"n_models must be >= 3 for leave-one-out LiRA, got {self.n_models}")
+        return self
+
+
+def gradient_ascent(model, tokenizer, points: list[ClassificationExample], config: GradientAscentConfig):
+    """A copy of ``model`` after ``steps`` of ascent on the label NLL of ``points`` (full batch)."""
+    from obliviate.eval.scoring import pad_batch, pad_token_id
+    from obliviate.methods.losses import nll_loss
+
+    model = copy.deepcopy(model)
+    model.train()
+    examples = encode_sequences(tokenizer, [LabelledSequence([(p.text, p.label)]) for p in points])
+    input_ids, attention_mask = pad_batch([e["input_ids"] for e in examples], pad_token_id(tokenizer), "right")
+    labels, _ = pad_batch([e["labels"] for e in examples], -100, "right")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    for _ in range(config.steps):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        loss = -nll_loss(logits, labels)  # ascend the forget points' label NLL
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    return model
+
+
+def _choose_points(data: ClassificationData, config: IculExperimentConfig):
+    train, test = data.train, data.test
+    if len(train) < config.n_points:
+        raise UserError(f"the membership game needs n_points={config.n_points} training points, "
+                        f"the data has {len(train)}")
+    if not test:
+        raise UserError("the data has no test split (rows with \"split\": \"test\")")
+    rng = random.Random(f"icul-points-{config.seed}")
+    return rng.sample(train, config.n_points), test[: config.n_test]
+
+
+def base_model(data: ClassificationData, config: IculExperimentConfig, cache_dir: Path | None = None):
+    """The tokenizer and in-context base model of an experiment, reused from ``cache_dir`` when
+    a base with the same data, model and meta-training settings was saved there."""
+    from obliviate.models.loading import load_model, load_tokenizer, read_run_config, save_model
+    from obliviate.run import fingerprint, is_model_dir
+
+    key = fingerprint({"texts": [e.text for e in data.examples], "labels": list(data.labels), "seed": config.seed,
+                       "model": config_to_dict(config.model), "pretrain": config_to_dict(config.pretrain)})
+    path = None if cache_dir is None else Path(cache_dir) / f"icul-base-{key}"
+    if path is not None and is_model_dir(path) and read_run_config(path).get("cache_key") == key:
+        return load_tokenizer(path), load_model(path)
+    exclude = {e.text for e in data.examples}
+    pool = [t for t, _ in generate_reviews(f"pretrain-{config.seed}", config.pretrain.n_reviews, exclude)]
+    tokenizer = train_tokenizer_for([e.text for e in data.examples] + pool, vocab_size=config.pretrain.vocab_size)
+    model = pretrain_base(tokenizer, config.model, config.pretrain, seed=config.seed, exclude_texts=exclude,
+                          labels=data.labels)
+    if path is not None:
+        save_model(model, tokenizer, path, run_config={"cache_key": key})
+    return tokenizer, model
+
+
+def run_experiment(data: ClassificationData, config: IculExperimentConfig = IculExperimentConfig(),
+                   progress: bool = False, cache_dir: Path | None = None) -> dict:
+    """Run the whole game; returns a JSON-able dict ``{"config", "results", "timing"}``.
+
+    ``cache_dir`` keeps the (expensive) in-context base model between runs."""
+    config.validate()
+    started = time.perf_counter()
+    population, test = _choose_points(data, config)
+    labels = data.labels
+    members_needed = config.n_points // 2
+    for shots in config.shots:
+        if shots > members_needed - 1:
+            raise UserError(f"shots={shots} is larger than the {members_needed - 1} training points a model has "
+                            "besides the forget point")
+    y_pop = np.array([data.label_index(e.label) for e in population])
+    y_test = np.array([data.label_index(e.label) for e in test])
+
+    tokenizer, base = base_model(data, config, cache_dir)
+    base_seconds = time.perf_counter() - started
+
+    keep = balanced_keep(config.n_models, config.n_points, config.seed)
+    n_models, n_points = keep.shape
+    plain = np.zeros((n_models, n_points, len(labels)))
+    test_plain = np.zeros((n_models, len(test), len(labels)))
+    variants = [(mode, shots) for mode in config.modes for shots in config.shots]
+    unlearned = {v: np.full((n_models, n_points, len(labels)), np.nan) for v in variants}
+    control = {v: np.full((n_models, n_points, len(labels)), np.nan) for v in variants}
+    control_index = np.arange(n_points) % len(test)   # the test query paired with each forget point's context
+    ga = np.full((n_models, n_points, len(labels)), np.nan)
+    ga_test_correct: list[float] = []
+
+    for k in range(n_models):
+        members = [population[i] for i in range(n_points) if keep[k, i]]
+        model = finetune(base, tokenizer, members, config.finetune, seed=config.seed * 1000 + k)
+        plain[k] = label_logprobs(model, tokenizer, [e.text for e in population], labels, config.batch_size)
+        test_plain[k] = label_logprobs(model, tokenizer, [e.text for e in test], labels, config.batch_size)
+        member_index = [i for i in range(n_points) if keep[k, i]]
+        for mode, shots in variants:
+            prompt_config = IculPromptConfig(shots=shots, mode=mode)
+            prompts, controls = [], []
+            for i in member_index:
+                rng = random.Random(f"icul-{config.seed}-{k}-{i}-{mode}-{shots}")
+                context = build_context([population[i]], members, labels, prompt_config, rng)
+                prompts.append(context.prompt(population[i].text))
+                controls.append(context.prompt(test[control_index[i]].text))
+            scored = label_logprobs(model, tokenizer, prompts + controls, labels, config.batch_size)
+            unlearned[(mode, shots)][k, member_index] = scored[: len(prompts)]
+            control[(mode, shots)][k, member_index] = scored[len(prompts):]
+        if config.gradient_ascent.enabled:
+            order = list(member_index)
+            random.Random(f"icul-ga-{config.seed}-{k}").shuffle(order)
+            size = max(1, config.gradient_ascent.group_size)
+            for start in range(0, len(order), size):
+                group = order[start:start + size]
+                ascended = gradient_ascent(model, tokenizer, [population[i] for i in group], config.gradient_ascent)
+                ga[k, group] = label_logprobs(ascended, tokenizer, [population[i].text for i in group], labels,
+                                              config.batch_size)
+                test_lp = label_logprobs(ascended, tokenizer, [e.text for e in test], labels, config.batch_size)
+                ga_test_correct.append(float((test_lp.argmax(1) == y_test).mean()))
+        if progress:
+            log.warning("model %d/%d done (%.0fs)", k + 1, n_models, time.perf_counter() - started)
+
+    def phi(logprobs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        flat = logprobs.reshape(-1, logprobs.shape[-1])
+        filled = np.nan_to_num(flat, nan=0.0)
+        values = logit_stability(filled, np.tile(targets, logprobs.shape[0]))
+        values[np.isnan(flat).any(axis=1)] = np.nan
+        return values.reshape(logprobs.shape[:2])
+
+    plain_phi = phi(plain, y_pop)
+    plain_pred = plain.argmax(-1)
+    test_pred = test_plain.argmax(-1)
+
+    def attack(unlearned_phi: np.ndarray) -> AttackSummary:
+        game = lira_forget(np.where(keep, unlearned_phi, plain_phi), plain_phi, keep, config.fix_variance)
+        return summarize(game.member, game.statistic)
+
+    results: dict[str, dict] = {}
+    baseline = attack(plain_phi).as_dict()
+    baseline.update({"test_accuracy": float((test_pred == y_test[None, :]).mean()),
+                     "member_accuracy": float((plain_pred == y_pop[None, :])[keep].mean()),
+                     "nonmember_accuracy": float((plain_pred == y_pop[None, :])[~keep].mean()),
+                     "mean_phi_member": float(plain_phi[keep].mean()),
+                     "mean_phi_nonmember": float(plain_phi[~keep].mean())})
+    results["none"] = baseline
+    for mode, shots in variants:
+        unl_phi = phi(unlearned[(mode, shots)], y_pop)
+        row = attack(unl_phi).as_dict()
+        unl_pred = np.nan_to_num(unlearned[(mode, shots)], nan=0.0).argmax(-1)
+        ctrl = np.nan_to_num(control[(mode, shots)], nan=0.0).argmax(-1)
+        paired_test_pred = test_pred[:, control_index]
+        row.update({
+            "flip_rate_forget": float((unl_pred != plain_pred)[keep].mean()),
+            "flip_rate_other": float((ctrl != paired_test_pred)[keep].mean()),
+            "test_accuracy": float((ctrl == y_test[control_index][None, :])[keep].mean()),
+            "mean_phi_unlearned": float(unl_phi[keep].mean()),
+        })
+        results[f"{mode}_s{shots}"] = row
+    if config.gradient_ascent.enabled:
+        ga_phi = phi(ga, y_pop)
+        row = attack(ga_phi).as_dict()
+        row.update({"flip_rate_forget": float((np.nan_to_num(ga, nan=0.0).argmax(-1) != plain_pred)[keep].mean()),
+                    "test_accuracy": float(np.mean(ga_test_correct)),
+                    "mean_phi_unlearned": float(ga_phi[keep].mean())})
+        results["gradient_ascent"] = row
+    return {
+        "config": config_to_dict(config),
+        "results": results,
+        "timing": {"base_seconds": round(base_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1)},
+    }

@@ -1,0 +1,51 @@
+"""Native unlearning: switch the forget sources' sinks off in a sink model (no weight changes)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from obliviate.errors import UserError
+from obliviate.methods.registry import UnlearningMethod, UnlearnTask, register
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SwitchConfig:
+    inference_mode: str = "route"        # route | backbone | all (mode saved with the unlearned model)
+    route_forgotten: str = "backbone"    # route mode, query nearest to a forgotten source: backbone | nearest
+    fit_router: bool = True              # fit the router from the task's documents if the model has none
+
+
+@register
+class SwitchMethod(UnlearningMethod):
+    name = "switch"
+    config_class = SwitchConfig
+    summary = "native sinks: switch the forget sources' sinks off (milliseconds, reversible, no weights changed)"
+
+    last_switch_seconds: float | None = None
+
+    def unlearn(self, model, tokenizer, task: UnlearnTask):
+        from obliviate.models.sinks import is_sink_model, texts_by_source
+
+        if not is_sink_model(model):
+            raise UserError(
+                f"method 'switch' needs a sink model (trained with --arch sinks); got {type(model).__name__}"
+            )
+        if self.config.inference_mode == "on":
+            raise UserError("method 'switch' sets a mode for every query: use route, backbone or all, not 'on'")
+        if not task.forget_sources:
+            raise UserError(f"split {task.forget!r} has no sources to forget")
+        if model.known_sources is None and self.config.fit_router:
+            texts = texts_by_source([*task.forget_docs, *task.retain_docs])
+            if texts:
+                model.fit_router(texts, tokenizer)
+        started = time.perf_counter()
+        ids = model.check_sources(task.forget_sources)   # unknown ids: UserError, nothing changed
+        model.set_inference_mode(self.config.inference_mode, route_forgotten=self.config.route_forgotten)
+        model.forget(ids)
+        self.last_switch_seconds = time.perf_counter() - started
+        log.info("switched off %d sources in %.3f ms", len(task.forget_sources), 1e3 * self.last_switch_seconds)
+        return model

@@ -1,0 +1,99 @@
+"""'Who's Harry Potter' (Eldan & Russinovich, 2023) as a registered unlearning method.
+
+``obliviate unlearn --method whp --forget saga ...``: reinforce the model on the
+target documents, translate anchored terms into generic alternatives block by
+block, build generic labels and fine-tune the model on them. Everything lives in
+``obliviate.whp``; this module only resolves the task's inputs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from obliviate.errors import UserError
+from obliviate.methods.registry import UnlearningMethod, UnlearnTask, register
+from obliviate.whp.anchors import AnchorDict, load_anchors, validate_anchors
+from obliviate.whp.config import WHPConfig
+from obliviate.whp.pipeline import load_reinforced, run_whp
+
+
+def read_text_files(paths) -> list[str]:
+    """User text files as target documents (one document per file); UserError if unusable."""
+    texts = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_file():
+            raise UserError(f"target text file not found: {path}")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"target text file {path} is not UTF-8 text") from None
+        if not text.strip():
+            raise UserError(f"target text file {path} is empty")
+        texts.append(text)
+    return texts
+
+
+def target_texts(task: UnlearnTask, config: WHPConfig) -> list[str]:
+    if config.target_paths:
+        return read_text_files(config.target_paths)
+    texts = [doc["text"] for doc in task.forget_docs if doc.get("text", "").strip()]
+    if not texts:
+        raise UserError(f"the unlearning target is empty: the forget split {task.forget!r} has no documents with text")
+    return texts
+
+
+def task_anchors(task: UnlearnTask, config: WHPConfig, model, tokenizer, texts, reinforced) -> AnchorDict:
+    if config.anchors_path:
+        return load_anchors(config.anchors_path)
+    world_anchors = getattr(task.world, "anchors", None) if task.world is not None else None
+    if world_anchors:
+        return validate_anchors(world_anchors, where="the world's anchors.json")
+    if config.auto_anchors:
+        from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
+
+        generic = [doc["text"] for doc in task.retain_docs]
+        found = discover_anchors(model, reinforced, tokenizer, texts, generic,
+                                 DiscoveryConfig(top=config.auto_anchors_top, block_size=config.block_size))
+        if not found.anchors:
+            raise UserError("anchored-term discovery found no term specific to the target")
+        return found.anchors
+    raise UserError("no anchored-term dictionary: the world has no anchors.json; pass --set anchors_path=FILE "
+                    "(see `obliviate whp anchors`) or --set auto_anchors=true")
+
+
+@register
+class WHP(UnlearningMethod):
+    name = "whp"
+    config_class = WHPConfig
+    summary = "Who's Harry Potter: fine-tune on generic labels from a reinforced model and anchored-term translation"
+
+    def unlearn(self, model, tokenizer, task: UnlearnTask):
+        config: WHPConfig = self.config
+        config.validate()
+        seed = config.seed
+        texts = target_texts(task, config)
+        reinforced = None
+        if config.reinforced_model_path:
+            reinforced = load_reinforced(config.reinforced_model_path, model, tokenizer)
+        if reinforced is None and config.auto_anchors and not config.anchors_path:
+            # discovery needs the reinforced model: train it once and reuse it below
+            from obliviate.whp.training import reinforce
+
+            reinforced, _ = reinforce(model, tokenizer, texts, epochs=config.reinforce_epochs,
+                                      steps=config.reinforce_steps, lr=config.reinforce_lr,
+                                      batch_size=config.batch_size, block_size=config.block_size, seed=seed)
+        anchors = task_anchors(task, config, model, tokenizer, texts, reinforced)
+        model, reinforced, report = run_whp(model, tokenizer, texts, anchors, config, reinforced=reinforced, seed=seed)
+        if config.save_reinforced_path and not config.reinforced_model_path:
+            from obliviate.models.loading import save_model
+
+            save_model(reinforced, tokenizer, config.save_reinforced_path,
+                       run_config={"whp_reinforced": True, "reinforce_epochs": config.reinforce_epochs,
+                                   "reinforce_steps": config.reinforce_steps, "reinforce_lr": config.reinforce_lr})
+        task.extras["whp_report"] = report.to_dict()
+        # read by the generic runner (obliviate.methods.runner) into the saved run config
+        self.steps_done = report.finetune_steps
+        self.log_history = [{"whp": report.to_dict()}]
+        del reinforced
+        return model

@@ -1,0 +1,54 @@
+"""Settings of the WHP method (every field can be set with ``--set key=value``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from obliviate.errors import UserError
+
+
+@dataclass
+class WHPConfig:
+    # generic labels
+    alpha: float = 5.0                      # v_base - alpha * relu(v_reinforced - v_base)
+    soft_labels: bool = False               # KL to softmax(v_generic) instead of argmax labels
+    soft_top_k: int = 64                    # soft labels keep the top-k mass (<= 0: whole vocabulary)
+    block_size: int = 512                   # tokens per translation block (and per training sequence)
+    spare_text_tokens: bool = True          # never forbid a token the original block itself uses
+    # anchored terms
+    anchors_path: str | None = None         # JSON {term: [alternatives]}; default: the world's anchors.json
+    auto_anchors: bool = False              # no dictionary given: discover one (obliviate.whp.discovery)
+    auto_anchors_top: int = 30
+    # target text
+    target_paths: list[str] = field(default_factory=list)  # user text files replacing the forget documents
+    # reinforced model
+    reinforced_model_path: str | None = None    # reuse a reinforced model instead of training one
+    save_reinforced_path: str | None = None     # keep the reinforced model here for later runs
+    reinforce_epochs: float = 4.0
+    reinforce_steps: int = -1               # > 0 overrides reinforce_epochs
+    reinforce_lr: float = 1e-3
+    # fine-tuning the base model on (original text, generic labels)
+    finetune_epochs: float = 3.0
+    finetune_steps: int = -1                # > 0 overrides finetune_epochs
+    lr: float = 1e-3
+    batch_size: int = 8
+    label_batch_size: int = 8               # blocks per forward pass when computing labels
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.alpha < 0:
+            raise UserError(f"alpha must be >= 0, got {self.alpha}")
+        if self.block_size < 2:
+            raise UserError(f"block_size must be at least 2, got {self.block_size}")
+        for name in ("batch_size", "label_batch_size", "auto_anchors_top"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("reinforce_lr", "lr"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.reinforce_steps <= 0 and self.reinforce_epochs <= 0 and not self.reinforced_model_path:
+            raise UserError("reinforce_epochs or reinforce_steps must be > 0 (or give reinforced_model_path)")
+        if self.finetune_steps <= 0 and self.finetune_epochs <= 0:
+            raise UserError("finetune_epochs or finetune_steps must be > 0")

@@ -85,6 +85,29 @@ def demo_command(
     run_demo(_check_preset(preset), run, seed=seed)
 
 
+@app.command("bench")
+def bench_command(
+    preset: str = typer.Option("tiny", help="World preset."),
+    run: Path = typer.Option(Path("runs/bench"), help="Run directory (steps already done are reused)."),
+    seed: int = typer.Option(0, help="World seed."),
+    splits: str = typer.Option("forget01,forget05,forget10", help="Comma-separated forget splits."),
+    methods: Optional[str] = typer.Option(None, help="Comma-separated methods (default: every post-hoc method)."),
+    sinks: bool = typer.Option(True, "--sinks/--no-sinks", help="Also train a sink model and grade the switch."),
+    attacks: str = typer.Option("relearn,icl,adversarial", help="Attacks run on the forget10 models ('' for none)."),
+) -> None:
+    """Leaderboard: every method on forget01/05/10, graded against retrained models, then attacked."""
+    from obliviate.bench.leaderboard import DENSE_METHODS, BenchConfig, run_bench
+
+    config = BenchConfig(
+        preset=_check_preset(preset), seed=seed,
+        splits=tuple(s for s in splits.split(",") if s),
+        methods=tuple(m for m in methods.split(",") if m) if methods else DENSE_METHODS,
+        sinks=sinks, attacks=tuple(a for a in attacks.split(",") if a), progress=True,
+    )
+    run_bench(run, config, command=f"obliviate bench --preset {preset} --run {run}")
+    typer.echo(f"leaderboard -> {run / 'leaderboard.md'} (and leaderboard.json, plots/)")
+
+
 def _register_optional() -> None:
     """Commands whose modules are optional at import time register themselves here."""
     from obliviate import commands

@@ -94,6 +94,31 @@ def gradient_ascent(model, tokenizer, points: list[ClassificationExample], confi
     return model
 
 
+def in_context_diagnostics(model, tokenizer, queries: list[ClassificationExample], pool: list[ClassificationExample],
+                           labels, shots: int = 4, seed: int = 0, batch_size: int = 32) -> dict:
+    """How much a model's in-context ability moves its predictions: each query is put after a
+    context holding itself with its label flipped (or kept) plus ``shots`` demonstrations, and
+    after the same context with another query ("other"). Mean logit-stability and flip rates."""
+    y = np.array([list(labels).index(e.label) for e in queries])
+    plain = label_logprobs(model, tokenizer, [e.text for e in queries], labels, batch_size)
+    out = {"phi_plain": float(logit_stability(plain, y).mean())}
+    for mode in ("flip", "correct"):
+        own, other = [], []
+        for i, query in enumerate(queries):
+            context = build_context([query], pool, labels, IculPromptConfig(shots=shots, mode=mode),
+                                    random.Random(f"diag-{seed}-{i}-{mode}"))
+            own.append(context.prompt(query.text))
+            other.append(context.prompt(queries[(i + 1) % len(queries)].text))
+        scored = label_logprobs(model, tokenizer, own + other, labels, batch_size)
+        own_lp, other_lp = scored[: len(queries)], scored[len(queries):]
+        out[f"phi_{mode}_context"] = float(logit_stability(own_lp, y).mean())
+        out[f"flip_rate_{mode}_context"] = float((own_lp.argmax(1) != plain.argmax(1)).mean())
+        if mode == "flip":
+            out["phi_other_query"] = float(logit_stability(other_lp, np.roll(y, -1)).mean())
+            out["flip_rate_other_query"] = float((other_lp.argmax(1) != np.roll(plain.argmax(1), -1)).mean())
+    return out
+
+
 def _choose_points(data: ClassificationData, config: IculExperimentConfig):
     train, test = data.train, data.test
     if len(train) < config.n_points:
@@ -145,6 +170,8 @@ def run_experiment(data: ClassificationData, config: IculExperimentConfig = Icul
 
     tokenizer, base = base_model(data, config, cache_dir)
     base_seconds = time.perf_counter() - started
+    diagnostics = in_context_diagnostics(base, tokenizer, test, population, labels, min(4, members_needed - 1),
+                                         config.seed, config.batch_size)
 
     keep = balanced_keep(config.n_models, config.n_points, config.seed)
     n_models, n_points = keep.shape
@@ -234,5 +261,6 @@ def run_experiment(data: ClassificationData, config: IculExperimentConfig = Icul
     return {
         "config": config_to_dict(config),
         "results": results,
+        "base_in_context": diagnostics,
         "timing": {"base_seconds": round(base_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1)},
     }

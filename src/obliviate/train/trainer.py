@@ -36,8 +36,8 @@ class SinkKnobs:
 
 # Per world preset: epochs and learning rate that make a model of that preset learn
 # its world's facts (measured; see README "Figures").
-EPOCHS_BY_PRESET = {"micro": 40.0, "tiny": 20.0, "small": 15.0}
-LR_BY_PRESET = {"micro": 3e-3, "tiny": 2e-3, "small": 1e-3}
+EPOCHS_BY_PRESET = {"micro": 25.0, "tiny": 25.0, "small": 15.0}
+LR_BY_PRESET = {"micro": 5e-3, "tiny": 5e-3, "small": 2e-3}
 
 
 @dataclass

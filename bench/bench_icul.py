@@ -5,7 +5,7 @@ Builds the in-context base model (meta-training, cached in --cache-dir), fine-tu
 6), its ablations (label kept, random point flipped) and gradient ascent by membership
 AUC and TPR at FPR 0.1/0.01/0.001, with prediction flip rates and test accuracy.
 
-    OMP_NUM_THREADS=1 python bench/bench_icul.py [--models 8 --points 40 --pretrain-steps 3000]
+    OMP_NUM_THREADS=1 python bench/bench_icul.py [--models 8 --points 40 --pretrain-steps 10000]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--test-points", type=int, default=60)
     parser.add_argument("--models", type=int, default=8)
     parser.add_argument("--shots", type=int, nargs="+", default=[2, 4, 6])
-    parser.add_argument("--pretrain-steps", type=int, default=3000)
+    parser.add_argument("--pretrain-steps", type=int, default=10000)
     parser.add_argument("--finetune-epochs", type=int, default=FinetuneConfig.epochs)
     parser.add_argument("--finetune-lr", type=float, default=FinetuneConfig.learning_rate)
     parser.add_argument("--seed", type=int, default=0)

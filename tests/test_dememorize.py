@@ -151,5 +151,8 @@ def test_registered_method_runs_on_a_task(setup):
     model = method.unlearn(copy.deepcopy(full), tokenizer, task)
     assert method.steps_done == 2 and not model.training
     too_long = method_class(DememorizeConfig(prefix_tokens=PREFIX, suffix_tokens=500))
-    with pytest.raises(UserError, match="fewer than prefix"):
+    with pytest.raises(UserError, match="no document has the 512 tokens"):
         too_long.unlearn(full, tokenizer, task)
+    strict = method_class(DememorizeConfig(prefix_tokens=PREFIX, suffix_tokens=40, skip_short=False))
+    with pytest.raises(UserError, match="fewer than prefix 12 \\+ suffix 40"):
+        strict.unlearn(full, tokenizer, task)

@@ -28,9 +28,10 @@ ALGORITHMS = ("grpo", "rloo")
 
 @dataclass
 class DememorizeConfig:
-    prefix_tokens: int = 32
-    suffix_tokens: int = 32
-    skip_short: bool = False         # leave out documents shorter than prefix + suffix (else UserError)
+    prefix_tokens: int = 16
+    suffix_tokens: int = 16
+    skip_short: bool = True          # leave out documents shorter than prefix + suffix (False: UserError);
+                                     # with none long enough it is a UserError either way
     max_docs: int | None = None      # use only the first N forget documents
     similarity: str = "rouge_l"      # rouge_l | bleu
     algorithm: str = "grpo"          # grpo | rloo (TRL trainers)

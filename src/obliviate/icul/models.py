@@ -49,7 +49,9 @@ class PretrainConfig:
     """In-context meta-training of the base model on a separate review pool."""
 
     n_reviews: int = 1500         # pool of reviews (seeded apart from the task's data)
-    steps: int = 3000             # optimizer steps (one fresh sequence per row of every batch)
+    steps: int = 10000            # optimizer steps (one fresh sequence per row of every batch); the
+                                  # flipped-vs-kept label gap in context grows slowly: ~0 at 1200 steps,
+                                  # 0.37 logit at 4800 (measured, see bench_icul)
     batch_size: int = 32
     min_examples: int = 2         # labelled lines per sequence
     max_examples: int = 5
@@ -57,6 +59,8 @@ class PretrainConfig:
     repeat_rate: float = 0.5      # share of sequences whose last line repeats an earlier text
     copy_rate: float = 1.0        # a repeat carries the label shown earlier (else: the true label)
     learning_rate: float = 3e-3
+    max_grad_norm: float = 1.0
+    scheduler: str = "cosine"
     vocab_size: int = 1000
 
 
@@ -64,7 +68,7 @@ class PretrainConfig:
 class FinetuneConfig:
     """Fine-tuning a base model on one model's training points."""
 
-    epochs: int = 20
+    epochs: int = 4               # mild, like the paper's fine-tuned LLMs (members' AUC ~0.6, not ~1)
     learning_rate: float = 2e-3
     batch_size: int = 4
     pack: int = 4                 # labelled lines per training sequence (members only, fresh order each epoch)
@@ -130,7 +134,7 @@ def new_model(tokenizer, spec: TinyLlamaSpec, seed: int = 0):
 
 
 def fit(model, tokenizer, examples: list[dict], epochs: float, learning_rate: float, batch_size: int,
-        seed: int = 0, warmup_ratio: float = 0.05):
+        seed: int = 0, warmup_ratio: float = 0.05, max_grad_norm: float = 1.0, scheduler: str = "cosine"):
     """Train ``model`` in place on encoded examples with the HF ``Trainer``; returns it in eval mode."""
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
@@ -145,7 +149,8 @@ def fit(model, tokenizer, examples: list[dict], epochs: float, learning_rate: fl
     with tempfile.TemporaryDirectory(prefix="obliviate-icul-") as tmp:
         args = TrainingArguments(
             output_dir=tmp, per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=learning_rate,
-            lr_scheduler_type="cosine", warmup_steps=int(warmup_ratio * steps), weight_decay=0.0,
+            lr_scheduler_type=scheduler, warmup_steps=int(warmup_ratio * steps), weight_decay=0.0,
+            max_grad_norm=max_grad_norm,
             save_strategy="no", logging_strategy="no", report_to=[], seed=seed, data_seed=seed,
             disable_tqdm=True, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
         )
@@ -186,7 +191,8 @@ def pretrain_base(tokenizer, spec: TinyLlamaSpec, config: PretrainConfig, seed: 
     sequences = meta_training_sequences(reviews, labels, config, random.Random(f"icul-pretrain-{seed}"))
     model = new_model(tokenizer, spec, seed)
     examples = encode_sequences(tokenizer, sequences, max_length=spec.max_position_embeddings)
-    return fit(model, tokenizer, examples, 1.0, config.learning_rate, config.batch_size, seed=seed)
+    return fit(model, tokenizer, examples, 1.0, config.learning_rate, config.batch_size, seed=seed,
+               max_grad_norm=config.max_grad_norm, scheduler=config.scheduler)
 
 
 def finetune_sequences(members: Sequence[ClassificationExample], config: FinetuneConfig,
@@ -211,4 +217,5 @@ def finetune(base, tokenizer, members: Sequence[ClassificationExample], config: 
     sequences = finetune_sequences(members, config, random.Random(f"icul-finetune-{seed}"))
     examples = encode_sequences(tokenizer, sequences, max_length=model.config.max_position_embeddings)
     # the passes are already laid out in the data: one epoch over it
-    return fit(model, tokenizer, examples, 1.0, config.learning_rate, config.batch_size, seed=seed)
+    return fit(model, tokenizer, examples, 1.0, config.learning_rate, config.batch_size, seed=seed,
+               max_grad_norm=config.max_grad_norm, scheduler=config.scheduler)

@@ -16,8 +16,10 @@ class ModelPreset:
 
 MODEL_PRESETS: dict[str, ModelPreset] = {
     "micro": ModelPreset(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4),
-    "tiny": ModelPreset(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4),
-    "small": ModelPreset(hidden_size=256, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=8),
+    # tiny matches micro's size: on 2 CPU cores it learns the tiny world's facts (1.00 greedy
+    # accuracy on forget10 and retain) in 25 epochs, a few minutes; see README "Figures"
+    "tiny": ModelPreset(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4),
+    "small": ModelPreset(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4),
 }
 
 

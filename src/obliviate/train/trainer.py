@@ -92,6 +92,18 @@ def _build_fresh_model(config: TrainConfig, tokenizer):
     return SinkForCausalLM(sink_config_from_llama(llama, **knobs))
 
 
+def _quiet_progress_callback():
+    """The Trainer's progress bar, with the loss in the bar instead of a dict printed per log."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class _LossInBar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
+                self.training_bar.set_postfix(loss=f"{float(logs['loss']):.3f}", refresh=False)
+
+    return _LossInBar
+
+
 def _interrupt_callback(stop_after: int | None):
     """Test hook: simulate an interruption after ``stop_after`` optimizer steps."""
     from transformers import TrainerCallback
@@ -162,11 +174,14 @@ def train_model(
     callbacks = [_interrupt_callback(_stop_after_steps)] if _stop_after_steps is not None else []
     trainer = Trainer(model=model, args=args, train_dataset=dataset,
                       data_collator=CausalCollator(tokenizer.pad_token_id), callbacks=callbacks)
-    if not progress:
-        from transformers.trainer_callback import PrinterCallback
-        from transformers.utils import logging as hf_logging
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.utils import logging as hf_logging
 
-        trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(_quiet_progress_callback())
+    else:
         hf_logging.disable_progress_bar()
     resume = any(checkpoint_root.glob("checkpoint-*"))
     started = time.perf_counter()

@@ -75,6 +75,25 @@ def best_time(function, repeats: int) -> tuple[float, float, object]:
     return min(walls), min(cpus), result
 
 
+def time_full_evaluation(run_dir: Path) -> dict:
+    """Wall time of every metric on a run's full model (the retain model's reference cached first)."""
+    from obliviate.eval.evaluator import EvalConfig, evaluate
+    from obliviate.eval.reference import reference_for
+    from obliviate.models.loading import load_model_and_tokenizer
+    from obliviate.run import RunDir
+    from obliviate.world import load_world
+
+    run = RunDir.open(run_dir, create=False)
+    world = load_world(run.world_dir)
+    reference = reference_for(run.retain_model("forget10"), world, "forget10", EvalConfig())
+    model, tokenizer = load_model_and_tokenizer(run.full_model)
+    started = time.perf_counter()
+    summary = evaluate(model, tokenizer, world, "forget10", reference=reference)["summary"]
+    return {"run": str(run_dir), "world": world.manifest.get("preset"), "qa_items": len(world.qa),
+            "seconds": round(time.perf_counter() - started, 2), "threads": torch.get_num_threads(),
+            "forget_quality": summary["forget_quality"], "model_utility": summary["model_utility"]}
+
+
 def main(argv: list[str] | None = None) -> dict:
     import transformers
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -90,6 +109,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "scoring.json")
+    parser.add_argument("--run", type=Path, default=None,
+                        help="Also time a full evaluation of RUN/models/full on RUN/world (e.g. a tiny run).")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -135,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
         "transformers": transformers.__version__,
         "machine": platform.machine(),
     }
+    if args.run is not None:
+        result["full_evaluation"] = time_full_evaluation(args.run)
     from obliviate.io import atomic_write_json
 
     atomic_write_json(args.out, result)

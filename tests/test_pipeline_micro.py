@@ -52,11 +52,14 @@ def test_saved_model_reloads_with_auto_classes_and_generates(micro_run):
     config = json.loads((micro_run.full_model / "obliviate_config.json").read_text())
     assert config["train"]["preset"] == "micro" and config["steps"] > 0
     world = load_world(micro_run.world_dir)
-    item = world.qa_for("retain", ("unique",))[0]
-    inputs = tokenizer(qa_prompt(item["question"]), return_tensors="pt")
-    out = model.generate(**inputs, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert item["value"].lower() in text.lower()
+    items = world.qa_for("retain", ("unique",))[:10]
+    known = 0
+    for item in items:
+        inputs = tokenizer(qa_prompt(item["question"]), return_tensors="pt")
+        out = model.generate(**inputs, max_new_tokens=16, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        text = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        known += item["value"].lower() in text.split("\n")[0].lower()
+    assert known >= 7  # the reloaded model still answers what it learned
 
 
 def test_retraining_with_the_same_config_reuses_the_saved_models(micro_run, micro_world):

@@ -113,6 +113,19 @@ def render_markdown(rows: list[dict], attack_rows: list[dict], meta: dict) -> st
     return "\n".join(lines)
 
 
+def _save_figure(fig, path: Path) -> Path:
+    """Write a PNG atomically and release the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
 def scatter_plot(rows: list[dict], split: str, path: Path) -> Path | None:
     import matplotlib
 
@@ -132,13 +145,7 @@ def scatter_plot(rows: list[dict], split: str, path: Path) -> Path | None:
     ax.set_xlabel("model utility")
     ax.set_ylabel("forget quality (KS p-value, log)")
     ax.set_title(f"forget quality vs model utility ({split}); * = retrained model")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save_figure(fig, path)
 
 
 def relearn_plot(attack_results: dict[str, dict], path: Path) -> Path | None:
@@ -168,13 +175,7 @@ def relearn_plot(attack_results: dict[str, dict], path: Path) -> Path | None:
     ax.set_xlabel("relearning steps on the other half of the forget set")
     ax.set_ylabel("held-apart forget accuracy")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save_figure(fig, path)
 
 
 def attack_results_first(attack_results: dict) -> str:

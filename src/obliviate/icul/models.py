@@ -217,5 +217,4 @@ def finetune(base, tokenizer, members: Sequence[ClassificationExample], config: 
     sequences = finetune_sequences(members, config, random.Random(f"icul-finetune-{seed}"))
     examples = encode_sequences(tokenizer, sequences, max_length=model.config.max_position_embeddings)
     # the passes are already laid out in the data: one epoch over it
-    return fit(model, tokenizer, examples, 1.0, config.learning_rate, config.batch_size, seed=seed,
-               max_grad_norm=config.max_grad_norm, scheduler=config.scheduler)
+    return fit(model, tokenizer, examples, 1.0, config.learning_rate, config.batch_size, seed=seed)

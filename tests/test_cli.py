@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["world", "train", "eval", "unlearn", "report", "demo", "bench", "attack", "attribute", "whp"]
+COMMANDS = ["world", "train", "eval", "unlearn", "report", "demo", "bench", "attack", "attribute", "whp", "icul"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 
 import numpy as np
 import pytest

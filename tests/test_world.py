@@ -14,7 +14,7 @@ from obliviate.world import load_world
 from obliviate.world import pools
 from obliviate.world.generator import WORLD_PRESETS, build_world, generate_world
 
-FILES = ("world.json", "sources.jsonl", "corpus.jsonl", "qa.jsonl", "splits.json", "anchors.json", "prompts.jsonl",
+FILES = ("world.json", "classification.jsonl", "sources.jsonl", "corpus.jsonl", "qa.jsonl", "splits.json", "anchors.json", "prompts.jsonl",
          "saga.json")
 QA_KEYS = ["id", "source_id", "kind", "question", "answer", "paraphrased_answer", "perturbed_answers", "split", "value"]
 
@@ -138,11 +138,14 @@ def _check_qa_schema(qa: list[dict], splits: dict[str, list[int]]) -> None:
         assert q["source_id"] in splits[q["split"]]
         answer, value, perturbed = q["answer"], q["value"], q["perturbed_answers"]
         assert answer.count(value) == 1, q["id"]
-        assert len(perturbed) == 5 and len(set(perturbed)) == 5 and answer not in perturbed
-        assert q["paraphrased_answer"] != answer
-        # same template as the answer: only the value changes
-        start = answer.index(value)
-        prefix, suffix = answer[:start], answer[start + len(value):]
+        paraphrase = q["paraphrased_answer"]
+        assert len(perturbed) == 5 and len(set(perturbed)) == 5 and paraphrase not in perturbed
+        # values may be capitalised at the start of a sentence: compare case-insensitively
+        paraphrase, value, perturbed = paraphrase.casefold(), value.casefold(), [w.casefold() for w in perturbed]
+        assert paraphrase != answer.casefold() and paraphrase.count(value) == 1
+        # same template as the paraphrase: only the value changes
+        start = paraphrase.index(value)
+        prefix, suffix = paraphrase[:start], paraphrase[start + len(value):]
         for wrong in perturbed:
             assert wrong.startswith(prefix) and wrong.endswith(suffix), (answer, wrong)
             wrong_value = wrong[len(prefix):len(wrong) - len(suffix)]
@@ -167,7 +170,7 @@ def test_a_perturbed_answer_example(world):
     assert item["question"] == f"In which year was {name} born?"
     assert item["paraphrased_answer"] == f"The year of {name}'s birth was {item['value']}."
     for wrong in item["perturbed_answers"]:
-        year = wrong.removeprefix(f"{name} was born in the year ").removesuffix(".")
+        year = wrong.removeprefix(f"The year of {name}'s birth was ").removesuffix(".")
         assert year.isdigit() and year != item["value"] and 1931 <= int(year) <= 1999
 
 

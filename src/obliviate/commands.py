@@ -9,6 +9,7 @@ def register(app: typer.Typer) -> None:
     from obliviate.attacks.commands import attack_command
     from obliviate.attribution import attribute_command
     from obliviate.eval.commands import eval_command, report_command
+    from obliviate.icul.commands import icul_command
     from obliviate.methods.runner import unlearn_command
     from obliviate.whp.commands import anchors_command, generate_command
 
@@ -17,6 +18,7 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report_command)
     app.command("attack")(attack_command)
     app.command("attribute")(attribute_command)
+    app.command("icul")(icul_command)
 
     whp = typer.Typer(help="Who's Harry Potter tools: anchored-term dictionaries and inference-only generation.",
                       no_args_is_help=True)

@@ -20,8 +20,9 @@ from obliviate.run import RunDir
 
 log = logging.getLogger(__name__)
 
-# Methods that grade on author forget splits with the dense model (post-hoc, weights change).
-DENSE_METHODS = ("grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "idk_dpo")
+# Methods run on the dense full model for author forget splits (WHP targets the saga and
+# the switch needs a sink model: both are graded by their own benches).
+DENSE_METHODS = ("grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "idk_dpo", "dememorize", "icul")
 COLUMNS = (
     ("forget_quality", "FQ"), ("model_utility", "MU"), ("forget_truth_ratio", "forget TR"),
     ("mia_auc_mink", "MIA AUC"), ("privleak", "PrivLeak"), ("forget_unique_accuracy", "forget uniq acc"),

@@ -124,6 +124,9 @@ def _train(model, tokenizer, dataset, config: DememorizeConfig, config_class, tr
                 model.save_pretrained(str(reference_path), safe_serialization=True)
             model.config._name_or_path = str(reference_path)  # TRL loads its KL reference from here
         dtype = next(model.parameters()).dtype
+        # A memorised model's samples differ little in reward: GRPO scales advantages by the group's
+        # std; RLOO does not by default and then barely moves (measured), so normalise there too.
+        extra = {"normalize_advantages": True} if config.algorithm == "rloo" else {}
         args = config_class(
             output_dir=str(Path(tmp) / "trl"), per_device_train_batch_size=batch, gradient_accumulation_steps=1,
             num_generations=config.num_generations, max_completion_length=suffix_length,
@@ -132,7 +135,7 @@ def _train(model, tokenizer, dataset, config: DememorizeConfig, config_class, tr
             warmup_steps=0, seed=config.seed, data_seed=config.seed, save_strategy="no", report_to=[],
             logging_steps=max(1, config.max_steps // 10), disable_tqdm=not progress,
             bf16=dtype == torch.bfloat16, fp16=False, gradient_checkpointing=False,
-            use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
+            use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0, **extra,
         )
         model.train()
         trainer = trainer_class(model=model, reward_funcs=make_reward(config.similarity), args=args,

@@ -11,7 +11,8 @@ from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrain
 
 @dataclass
 class GradAscentConfig(UnlearnConfig):
-    lr: float = 1e-4
+    # 1e-4 left micro's forget accuracy at 0.8 (from 0.9); 3e-4 is the measured step
+    lr: float = 3e-4
     max_steps: int = 20
     retain_loss: str = "none"   # plain gradient ascent has no retain term
 

@@ -14,11 +14,10 @@ from obliviate.io import atomic_directory, atomic_write_json
 
 
 def _ensure_registered() -> None:
-    # The sink architecture registers itself with the Auto classes on import.
-    try:
-        import obliviate.models.sinks  # noqa: F401
-    except ImportError:
-        pass
+    # The sink architecture and the in-context-unlearning wrapper register themselves
+    # with the Auto classes on import (no remote code needed to reload them).
+    import obliviate.icul.wrapper  # noqa: F401
+    import obliviate.models.sinks  # noqa: F401
 
 
 def _check_model_dir(path: Path) -> None:

@@ -2,11 +2,12 @@
 
 A fact is a template plus slot values plus one typed ``value``. The same template
 gives the question, the answer, a paraphrase, the narrative phrasings, and the
-perturbed answers (the answer's template with a wrong value of the same type, as DESIGN.md
-fixes it). Perturbing the paraphrase instead (TOFU's convention) was measured and rejected
-for the small models here: paraphrases often state the value before the name, so a model
-that knows the fact gains nothing there and the truth ratio stops separating the full model
-from the retrained one (micro: forget quality 0.05 instead of ~0.01).
+perturbed answers (the paraphrase's template with a wrong value of the same type, as in
+TOFU: the six sentences the truth ratio compares then differ only in the value, so it
+measures the fact, not the wording). Author paraphrases state the value after the name, so
+that a model that knows the fact can use it (measured on micro: value-first paraphrases
+left the full model's forget quality at 0.05; perturbing the answer's template instead
+measured the template's familiarity, forget quality 0.17).
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ def qa_item(item_id: str, source_id: int, kind: str, template: FactTemplate, slo
     answer = fill(template.answer, slots, value)
     if answer.count(value) != 1:
         raise ValueError(f"QA {item_id}: value {value!r} must occur exactly once in {answer!r}")
-    perturbed = [fill(template.answer, slots, wrong) for wrong in wrong_values]
-    if len(set(perturbed)) != len(perturbed) or answer in perturbed:
+    paraphrase = fill(template.paraphrase, slots, value)
+    perturbed = [fill(template.paraphrase, slots, wrong) for wrong in wrong_values]
+    if len(set(perturbed)) != len(perturbed) or paraphrase in perturbed:
         raise ValueError(f"QA {item_id}: perturbed answers must be distinct and wrong")
     return {
         "id": item_id,
@@ -67,7 +69,7 @@ def qa_item(item_id: str, source_id: int, kind: str, template: FactTemplate, slo
         "kind": kind,
         "question": fill(template.question, slots, value),
         "answer": answer,
-        "paraphrased_answer": fill(template.paraphrase, slots, value),
+        "paraphrased_answer": paraphrase,
         "perturbed_answers": perturbed,
         "split": split,
         "value": value,

@@ -268,6 +268,10 @@ def build_world(preset: str, seed: int) -> dict[str, object]:
     }
 
 
+# (train, test) sizes of the review-classification task written beside the world
+CLASSIFICATION_SIZES = {"micro": (200, 100), "tiny": (400, 200), "small": (1000, 400)}
+
+
 def generate_world(preset: str, seed: int, out: Path) -> Path:
     """Write the world for (preset, seed) to ``out`` atomically and return ``out``.
 
@@ -281,11 +285,16 @@ def generate_world(preset: str, seed: int, out: Path) -> Path:
             raise UserError(f"--out {out} exists and is not a directory")
         if any(out.iterdir()) and not (out / "world.json").is_file():
             raise UserError(f"--out {out} is a non-empty directory that is not a world; refusing to overwrite it")
+    from obliviate.world.classification import generate_classification
+
     with atomic_directory(out) as tmp:
         for name, content in files.items():
             if name.endswith(".jsonl"):
                 atomic_write_jsonl(tmp / name, content)
             else:
                 atomic_write_json(tmp / name, content)
+        # the labelled review task for in-context unlearning (issue 8), same seed
+        n_train, n_test = CLASSIFICATION_SIZES[preset]
+        generate_classification(seed, n_train, n_test, tmp)
     return out
 

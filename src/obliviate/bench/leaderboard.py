@@ -149,38 +149,37 @@ def scatter_plot(rows: list[dict], split: str, path: Path) -> Path | None:
     return _save_figure(fig, path)
 
 
-def relearn_plot(attack_results: dict[str, dict], path: Path) -> Path | None:
-    """Recovery curves (held-apart forget accuracy vs relearning steps) of each graded model."""
+def relearn_plot(attack_results: dict[str, dict], path: Path, metric: str = "prob") -> Path | None:
+    """Recovery curves (held-apart forget answer probability vs relearning steps): every
+    method's unlearned model, plus the retain and full baselines (drawn once, dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
+    first = next(iter(attack_results), None)
     drawn = False
     for method, result in attack_results.items():
         curves = result.get("attacks", {}).get("relearn", {}).get("curves", {})
-        for model_name, curve in curves.items():
-            if model_name != "unlearned" and method != attack_results_first(attack_results):
+        for role, points in curves.items():
+            if role != "unlearned" and method != first:
                 continue
-            steps, acc = curve.get("steps"), curve.get("accuracy")
-            if not steps or not acc:
+            xs = [p["k"] for p in points if p.get(metric) is not None]
+            ys = [p[metric] for p in points if p.get(metric) is not None]
+            if not xs:
                 continue
-            label = method if model_name == "unlearned" else model_name
-            ax.plot(steps, acc, marker="o", label=label, linestyle="--" if model_name != "unlearned" else "-")
+            ax.plot(xs, ys, marker="o", label=method if role == "unlearned" else f"{role} model",
+                    linestyle="-" if role == "unlearned" else "--")
             drawn = True
     if not drawn:
         plt.close(fig)
         return None
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel("relearning steps on the other half of the forget set")
-    ax.set_ylabel("held-apart forget accuracy")
+    ax.set_ylabel(f"held-apart forget answers: {metric}")
     ax.legend(fontsize=7)
     return _save_figure(fig, path)
-
-
-def attack_results_first(attack_results: dict) -> str:
-    return next(iter(attack_results), "")
 
 
 def run_bench(run_dir: str | Path, config: BenchConfig = BenchConfig(), command: str = "obliviate bench") -> dict:

@@ -11,7 +11,8 @@ from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrain
 
 @dataclass
 class GradDiffConfig(UnlearnConfig):
-    lr: float = 2e-4
+    # chosen by bench/sweep_methods.py on the tiny world (docs/sweep.md)
+    lr: float = 1e-3
     max_steps: int = 40
     retain_loss: str = "nll"    # "kl" keeps the retain predictions of the starting model instead
     retain_weight: float = 3.0

@@ -15,8 +15,9 @@ from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrain
 
 @dataclass
 class NPOConfig(UnlearnConfig):
-    lr: float = 1e-4
-    max_steps: int = 40
+    # chosen by bench/sweep_methods.py on the tiny world (docs/sweep.md)
+    lr: float = 1e-3
+    max_steps: int = 80
     beta: float = 0.1
     retain_loss: str = "nll"
     retain_weight: float = 5.0

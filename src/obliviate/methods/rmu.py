@@ -28,8 +28,9 @@ from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrain
 
 @dataclass
 class RMUConfig(UnlearnConfig):
+    # chosen by bench/sweep_methods.py on the tiny world (docs/sweep.md)
     lr: float = 3e-3
-    max_steps: int = 40
+    max_steps: int = 80
     layer: int | None = None            # steered decoder layer; None: (num_layers - 1) // 2
     layers_path: str | None = None      # dotted path of the decoder layer list; None: discovered
     param_regex: str | None = None      # trainable parameters (re.search on names); None: MLPs of layers l-2..l

@@ -30,6 +30,14 @@ COLUMNS = (
 )
 
 
+ATTACK_COLUMNS = (
+    ("relearn_accuracy_before", "relearn: acc before"), ("relearn_accuracy_after", "relearn: acc after"),
+    ("relearn_gap_accuracy", "relearning gap"), ("icl_accuracy_zero_shot", "ICL: 0 shots"),
+    ("icl_accuracy", "ICL: with shots"), ("adversarial_plain_accuracy", "adversarial: plain"),
+    ("adversarial_any_accuracy", "adversarial: any form"), ("gcg_prob_with", "GCG: prob with suffix"),
+)
+
+
 @dataclass
 class BenchConfig:
     preset: str = "tiny"
@@ -105,9 +113,13 @@ def render_markdown(rows: list[dict], attack_rows: list[dict], meta: dict) -> st
         lines.append("")
     if attack_rows:
         lines += [f"## Attacks on `{meta['attack_split']}` (does the knowledge come back?)", "",
-                  "Each cell: the attack's headline number for that model (see leaderboard.json for every number).", ""]
-        keys = sorted({k for r in attack_rows for k in r["summary"]})
-        lines += ["| method | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+                  "Held-apart forget facts: greedy accuracy before and after relearning on the other half "
+                  "(k up to 50 steps), the relearning gap (area between this model's and the retrained model's "
+                  "recovery curves), accuracy with in-context facts of the same source, and with any adversarial "
+                  "prompt form. Every number of every attack is in leaderboard.json.", ""]
+        keys = [k for k, _ in ATTACK_COLUMNS if any(k in r["summary"] for r in attack_rows)]
+        heads = [h for k, h in ATTACK_COLUMNS if k in keys]
+        lines += ["| method | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
         for row in attack_rows:
             lines.append(f"| {row['method']} | " + " | ".join(_fmt(row['summary'].get(k)) for k in keys) + " |")
         lines.append("")

@@ -134,7 +134,7 @@ def test_prompt_forms():
     item = _item(1, 0)
     assert insert_suffix(qa_prompt(item["question"]), " zz")[1] == f"Question: {item['question']} zz\nAnswer:"
     assert rephrase_prompts([item], "Question: Tell me, {question}\nAnswer:") == [
-        f"Question: Tell me, where was person 1 born (0)?\nAnswer:"]
+        "Question: Tell me, where was person 1 born (0)?\nAnswer:"]
 
 
 # -- a tiny random Llama for GCG -------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from dataclasses import replace
 from pathlib import Path
 from typing import Iterable
 
@@ -104,10 +103,8 @@ def train_run(
     else:
         tokenizer = prepare_tokenizer(run, world)
         tokenizer_key = file_fingerprint([p for p in run.tokenizer_dir.iterdir() if p.is_file()])
-    config = TrainConfig(preset=preset or world.manifest.get("preset", "tiny"), arch=arch)
-    config = apply_overrides(config, overrides or {})
-    if arch != config.arch:
-        config = replace(config, arch=arch)
+    config = apply_overrides(TrainConfig(preset=preset or world.manifest.get("preset", "tiny"), arch=arch),
+                             overrides or {})
 
     results: dict[str, TrainResult] = {}
     for role in which:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from obliviate.errors import UserError
 from obliviate.io import atomic_write_json, atomic_write_text, read_json
 from obliviate.run import RunDir
 
@@ -300,7 +299,3 @@ def _flat(summary: dict, prefix: str = "") -> dict:
             flat[name] = value
     return flat
 
-
-def check_preset(preset: str) -> None:
-    if preset not in ("micro", "tiny", "small"):
-        raise UserError(f"unknown preset {preset!r}; valid presets: micro, tiny, small")

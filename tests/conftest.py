@@ -47,3 +47,11 @@ def cli(capsys):
         return code, captured.out, captured.err
 
     return invoke
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """The methods' toy task (tests/methods_toy.py): a tiny Llama that knows forget and retain facts."""
+    import methods_toy
+
+    return methods_toy.cached_toy(lambda: tmp_path_factory.mktemp("methods_toy"))

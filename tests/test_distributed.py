@@ -7,32 +7,15 @@ trains its shard of each batch, the main process alone saves.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 
-def load_toy_module():
-    name = "obliviate_tests_methods_toy"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("methods_toy.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-toy_module = load_toy_module()
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return toy_module.cached_toy(lambda: tmp_path_factory.mktemp("methods_toy"))
+import methods_toy as toy_module  # tests/ is on sys.path under pytest
 
 
 @pytest.mark.slow

@@ -126,16 +126,16 @@ def render_markdown(rows: list[dict], attack_rows: list[dict], meta: dict) -> st
 
 
 def _save_figure(fig, path: Path) -> Path:
-    """Write a PNG atomically and release the figure."""
+    """Write a PNG atomically (the report's writer) and release the pyplot figure."""
     import matplotlib.pyplot as plt
 
+    from obliviate.eval.report import save_figure
+
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return save_figure(fig, path)
+    finally:
+        plt.close(fig)
 
 
 def scatter_plot(rows: list[dict], split: str, path: Path) -> Path | None:

@@ -43,7 +43,8 @@ def load_evaluations(run_dir: Path) -> dict[str, dict]:
     return evaluations
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
+    """Write ``fig`` as a PNG atomically (temporary sibling, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -82,7 +83,7 @@ def plot_truth_ratios(name: str, evaluation: dict, path: Path) -> Path | None:
     fq = evaluation["summary"].get("forget_quality")
     ax.set_title(f"{name}: forget truth ratios" + (f" (forget quality {fq:.3g})" if fq is not None else ""))
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_accuracy(evaluations: dict[str, dict], path: Path) -> Path:
@@ -97,7 +98,7 @@ def plot_accuracy(evaluations: dict[str, dict], path: Path) -> Path:
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("exact-answer accuracy")
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_mia_roc(name: str, evaluation: dict, path: Path) -> Path | None:
@@ -122,7 +123,7 @@ def plot_mia_roc(name: str, evaluation: dict, path: Path) -> Path | None:
     ax.set_ylabel("true positive rate (forget)")
     ax.set_title(f"{name}: membership inference")
     ax.legend(loc="lower right")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _fmt(value) -> str:

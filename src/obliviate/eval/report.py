@@ -6,15 +6,13 @@ no display needed. Every file is written to a temporary sibling and renamed into
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from obliviate.errors import UserError
-from obliviate.io import atomic_write_text, read_json
+from obliviate.io import atomic_write_text, atomic_write_with, read_json
 
 REPORT_KEYS = (
     "forget_quality", "model_utility", "forget_truth_ratio", "forget_prob", "forget_rouge",
@@ -45,17 +43,7 @@ def load_evaluations(run_dir: Path) -> dict[str, dict]:
 
 def save_figure(fig, path: Path) -> Path:
     """Write ``fig`` as a PNG atomically (temporary sibling, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
 
 
 def _figure(width: float = 6.0, height: float = 4.0):

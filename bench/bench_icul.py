@@ -3,9 +3,11 @@
 Builds the in-context base model (meta-training, cached in --cache-dir), fine-tunes
 --models models on random halves of --points training points, and grades ICUL (s = 2, 4,
 6), its ablations (label kept, random point flipped) and gradient ascent by membership
-AUC and TPR at FPR 0.1/0.01/0.001, with prediction flip rates and test accuracy.
+AUC (with 95% bootstrap intervals over points, of the AUC and of its paired difference
+from no unlearning) and TPR at FPR 0.1/0.01/0.001, with prediction flip rates and test
+accuracy.
 
-    OMP_NUM_THREADS=1 python bench/bench_icul.py [--models 8 --points 40 --pretrain-steps 10000]
+    OMP_NUM_THREADS=1 python bench/bench_icul.py [--models 24 --points 120 --pretrain-steps 10000]
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ from obliviate.world.classification import generate_classification, load_classif
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--points", type=int, default=40)
+    parser.add_argument("--points", type=int, default=120)
     parser.add_argument("--test-points", type=int, default=60)
-    parser.add_argument("--models", type=int, default=8)
+    parser.add_argument("--models", type=int, default=24)
     parser.add_argument("--shots", type=int, nargs="+", default=[2, 4, 6])
     parser.add_argument("--pretrain-steps", type=int, default=10000)
     parser.add_argument("--finetune-epochs", type=int, default=FinetuneConfig.epochs)
     parser.add_argument("--finetune-lr", type=float, default=FinetuneConfig.learning_rate)
+    parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the points for AUC 95%% intervals")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache-dir", type=Path, default=Path("bench/results/.cache"))
     parser.add_argument("--out", type=Path, default=Path("bench/results/icul.json"))
@@ -47,6 +50,7 @@ def main() -> None:
     data = load_classification(path)
     config = IculExperimentConfig(
         n_points=args.points, n_test=args.test_points, n_models=args.models, shots=args.shots, seed=args.seed,
+        bootstrap=args.bootstrap,
         pretrain=PretrainConfig(steps=args.pretrain_steps),
         finetune=FinetuneConfig(epochs=args.finetune_epochs, learning_rate=args.finetune_lr),
     )

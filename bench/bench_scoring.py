@@ -1,10 +1,16 @@
 """Scoring engine vs a naive per-item loop: tokens per second on the same model and items.
 
-    python bench/bench_scoring.py [--items 300] [--batch-size 32] [--threads 1] [--out bench/results/scoring.json]
+    python bench/bench_scoring.py --run RUN [--threads 1,2] [--out bench/results/scoring.json]
+    python bench/bench_scoring.py            # no run: a random tiny Llama on synthetic QA items
 
-A tiny random Llama and a BPE tokenizer are built in-process (nothing downloaded); the
-items are QA-formatted (prompt, continuation) pairs of very different lengths. Both
-paths score the same items; the script checks they agree before reporting speed.
+With ``--run`` the workload is exactly what a full evaluation scores: the (prompt,
+continuation) pairs ``evaluate`` hands the engine for RUN/models/full on RUN/world
+(answers, paraphrases and 5 perturbations per question, familiarity probes, documents),
+on that model. Without it, a random Llama the size of the tiny preset scores synthetic
+QA items with the same shape (7 continuations per question). The naive loop scores one
+pair per unpadded forward; the engine is also timed without prompt sharing (ablation).
+Every path must give the same NLLs before any speed is reported. Timings are the fastest
+of ``--repeats`` runs (wall and process CPU time), all measured in this one process.
 """
 
 from __future__ import annotations
@@ -36,36 +42,73 @@ def build_tokenizer(texts: list[str], vocab_size: int):
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
 
 
-def make_items(count: int, seed: int) -> list[tuple[str, str]]:
+def synthetic_pairs(questions: int, seed: int) -> list[tuple[str, str]]:
+    """Evaluation-shaped items: per question, an answer, a paraphrase and 5 perturbations."""
     from obliviate.data.format import qa_continuation, qa_prompt
 
     rng = random.Random(seed)
-    items = []
-    for _ in range(count):
-        question = "What " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + "?"
-        answer = " ".join(rng.choice(WORDS) for _ in range(rng.choice([1, 3, 8, 20, 40]))).capitalize() + "."
-        items.append((qa_prompt(question), qa_continuation(answer)))
-    return items
+    pairs = []
+    for _ in range(questions):
+        prompt = qa_prompt("What " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 10))) + "?")
+        for _ in range(7):
+            answer = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 9))).capitalize() + "."
+            pairs.append((prompt, qa_continuation(answer)))
+    return pairs
 
 
-def naive_loop(model, tokenizer, pairs) -> list[float]:
-    """What the engine replaces: per item, tokenize, one unpadded forward, log-softmax,
-    gather the continuation's log-probs (vectorised over tokens: only the items loop)."""
+def synthetic_workload(questions: int, seed: int):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    pairs = synthetic_pairs(questions, seed)
+    tokenizer = build_tokenizer([p + c for p, c in pairs], vocab_size=2048)
+    torch.manual_seed(seed)
+    config = LlamaConfig(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=4, vocab_size=len(tokenizer), max_position_embeddings=512,
+                         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
+    return LlamaForCausalLM(config).eval(), tokenizer, pairs, "synthetic QA, random Llama (tiny preset size)"
+
+
+def evaluation_workload(run_dir: Path, forget: str):
+    """The run's full model and the pairs ``evaluate`` scores with it (captured, not re-derived)."""
+    import obliviate.eval.evaluator as evaluator
+    from obliviate.models.loading import load_model_and_tokenizer
+    from obliviate.run import RunDir
+    from obliviate.world import load_world
+
+    run = RunDir.open(run_dir, create=False)
+    world = load_world(run.world_dir)
+    model, tokenizer = load_model_and_tokenizer(run.full_model)
+    captured: list[tuple[str, str]] = []
+    engine = evaluator.score_continuations
+
+    def capture(model, tokenizer, pairs, config):
+        captured.extend(pairs)
+        return engine(model, tokenizer, pairs, config)
+
+    evaluator.score_continuations = capture
+    try:
+        evaluator.evaluate(model, tokenizer, world, forget)
+    finally:
+        evaluator.score_continuations = engine
+    return model, tokenizer, captured, f"evaluation of {run.full_model} on {world.manifest.get('preset')}/{forget}"
+
+
+def naive_loop(model, tokenizer, encoded) -> list[float]:
+    """What the engine replaces: per item, one unpadded forward, log-softmax, gather the
+    continuation's log-probs (vectorised over tokens: only the items loop)."""
     nlls = []
     with torch.inference_mode():
-        for prompt, continuation in pairs:
-            start = len(tokenizer(prompt)["input_ids"])
-            ids = torch.tensor([tokenizer(prompt + continuation)["input_ids"]])
+        for item in encoded:
+            ids = torch.tensor([item.input_ids])
             log_probs = torch.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
-            targets = ids[0, 1:]
-            token_lp = log_probs.gather(-1, targets[:, None])[:, 0][start - 1:]
+            token_lp = log_probs.gather(-1, ids[0, 1:, None])[:, 0][item.start - 1:]
             nlls.append(-token_lp.sum().item())
     return nlls
 
 
 def best_time(function, repeats: int) -> tuple[float, float, object]:
-    """Fastest wall-clock and process-CPU seconds over ``repeats`` runs (the machine is shared:
-    the minimum is the least disturbed run), and the last result."""
+    """Fastest wall-clock and process-CPU seconds over ``repeats`` runs (the machine may be
+    shared: the minimum is the least disturbed run), and the last result."""
     walls, cpus, result = [], [], None
     for _ in range(repeats):
         wall, cpu = time.perf_counter(), time.process_time()
@@ -75,7 +118,39 @@ def best_time(function, repeats: int) -> tuple[float, float, object]:
     return min(walls), min(cpus), result
 
 
-def time_full_evaluation(run_dir: Path) -> dict:
+def compare(model, tokenizer, pairs, threads: int, batch_size: int, repeats: int) -> dict:
+    from obliviate.eval.scoring import ScoringConfig, encode_pairs, score_encoded
+
+    torch.set_num_threads(threads)
+    encoded = encode_pairs(tokenizer, pairs)
+    tokens = sum(len(e.input_ids) for e in encoded)
+    paths = {
+        "engine": lambda: [s.nll_sum for s in score_encoded(model, tokenizer, encoded, ScoringConfig(batch_size))],
+        "engine_no_prompt_sharing": lambda: [s.nll_sum for s in score_encoded(
+            model, tokenizer, encoded, ScoringConfig(batch_size, share_prompts=False))],
+        "naive": lambda: naive_loop(model, tokenizer, encoded),
+    }
+    timings, results = {}, {}
+    for name, function in paths.items():
+        function()  # warm-up (and the engine's one-time packing check)
+        wall, cpu, results[name] = best_time(function, repeats)
+        timings[name] = {"seconds": round(wall, 4), "cpu_seconds": round(cpu, 4),
+                         "tokens_per_s": round(tokens / wall, 1)}
+    for name in ("engine", "engine_no_prompt_sharing"):
+        diff = max(abs(a - b) for a, b in zip(results[name], results["naive"]))
+        if diff > 1e-3:
+            raise SystemExit(f"{name} and the naive loop disagree: max |NLL difference| = {diff}")
+        timings[name]["max_abs_nll_diff_vs_naive"] = diff
+    naive = timings["naive"]
+    return {
+        "threads": threads, "items": len(pairs), "tokens": tokens, "batch_size": batch_size, **timings,
+        "speedup": round(naive["seconds"] / timings["engine"]["seconds"], 2),
+        "speedup_cpu_time": round(naive["cpu_seconds"] / timings["engine"]["cpu_seconds"], 2),
+        "speedup_without_prompt_sharing": round(naive["seconds"] / timings["engine_no_prompt_sharing"]["seconds"], 2),
+    }
+
+
+def time_full_evaluation(run_dir: Path, forget: str) -> dict:
     """Wall time of every metric on a run's full model (the retain model's reference cached first)."""
     from obliviate.eval.evaluator import EvalConfig, evaluate
     from obliviate.eval.reference import reference_for
@@ -85,10 +160,10 @@ def time_full_evaluation(run_dir: Path) -> dict:
 
     run = RunDir.open(run_dir, create=False)
     world = load_world(run.world_dir)
-    reference = reference_for(run.retain_model("forget10"), world, "forget10", EvalConfig())
+    reference = reference_for(run.retain_model(forget), world, forget, EvalConfig())
     model, tokenizer = load_model_and_tokenizer(run.full_model)
     started = time.perf_counter()
-    summary = evaluate(model, tokenizer, world, "forget10", reference=reference)["summary"]
+    summary = evaluate(model, tokenizer, world, forget, reference=reference)["summary"]
     return {"run": str(run_dir), "world": world.manifest.get("preset"), "qa_items": len(world.qa),
             "seconds": round(time.perf_counter() - started, 2), "threads": torch.get_num_threads(),
             "forget_quality": summary["forget_quality"], "model_utility": summary["model_utility"]}
@@ -96,72 +171,42 @@ def time_full_evaluation(run_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     import transformers
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from obliviate.eval.scoring import ScoringConfig, encode_pairs, score_continuations
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--hidden-size", type=int, default=32, help="32: the tests' tiny Llama; 64: the micro preset")
-    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--run", type=Path, default=None,
+                        help="Score what a full evaluation of RUN/models/full scores (e.g. a tiny run), and time that evaluation.")
+    parser.add_argument("--forget", default="forget10")
+    parser.add_argument("--questions", type=int, default=300, help="Synthetic workload size (without --run).")
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", default="1", help="Comma-separated torch thread counts, e.g. 1,2.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "scoring.json")
-    parser.add_argument("--run", type=Path, default=None,
-                        help="Also time a full evaluation of RUN/models/full on RUN/world (e.g. a tiny run).")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
 
-    pairs = make_items(args.items, args.seed)
-    tokenizer = build_tokenizer([p + c for p, c in pairs], vocab_size=1000)
-    torch.manual_seed(args.seed)
-    heads = max(2, args.hidden_size // 16)
-    config = LlamaConfig(hidden_size=args.hidden_size, intermediate_size=4 * args.hidden_size,
-                         num_hidden_layers=args.layers, num_attention_heads=heads, num_key_value_heads=heads, vocab_size=len(tokenizer), max_position_embeddings=512,
-                         pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
-    model = LlamaForCausalLM(config).eval()
-    tokens = sum(len(e.input_ids) for e in encode_pairs(tokenizer, pairs))
-    scoring = ScoringConfig(batch_size=args.batch_size)
-
-    score_continuations(model, tokenizer, pairs[:8], scoring)  # warm-up both paths
-    naive_loop(model, tokenizer, pairs[:8])
-    engine_seconds, engine_cpu, engine = best_time(lambda: score_continuations(model, tokenizer, pairs, scoring),
-                                                   args.repeats)
-    naive_seconds, naive_cpu, naive = best_time(lambda: naive_loop(model, tokenizer, pairs), args.repeats)
-
-    max_diff = max(abs(e.nll_sum - n) for e, n in zip(engine, naive))
-    if max_diff > 1e-3:
-        raise SystemExit(f"engine and naive loop disagree: max |NLL difference| = {max_diff}")
+    if args.run is not None:
+        model, tokenizer, pairs, workload = evaluation_workload(args.run, args.forget)
+    else:
+        model, tokenizer, pairs, workload = synthetic_workload(args.questions, args.seed)
     result = {
-        "items": len(pairs),
-        "tokens": tokens,
-        "batch_size": args.batch_size,
-        "threads": args.threads,
-        "engine_seconds": round(engine_seconds, 4),
-        "naive_seconds": round(naive_seconds, 4),
-        "engine_tokens_per_s": round(tokens / engine_seconds, 1),
-        "naive_tokens_per_s": round(tokens / naive_seconds, 1),
-        "speedup": round(naive_seconds / engine_seconds, 2),
-        "engine_cpu_seconds": round(engine_cpu, 4),
-        "naive_cpu_seconds": round(naive_cpu, 4),
-        "speedup_cpu_time": round(naive_cpu / engine_cpu, 2),
-        "repeats": args.repeats,
-        "max_abs_nll_diff": max_diff,
-        "model": {"hidden_size": args.hidden_size, "layers": args.layers, "vocab_size": len(tokenizer),
-                  "parameters": sum(p.numel() for p in model.parameters())},
-        "device": "cpu",
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "machine": platform.machine(),
+        "workload": workload,
+        "model": {"hidden_size": model.config.hidden_size, "layers": model.config.num_hidden_layers,
+                  "vocab_size": model.config.vocab_size, "parameters": sum(p.numel() for p in model.parameters())},
+        "by_threads": [compare(model, tokenizer, pairs, int(t), args.batch_size, args.repeats)
+                       for t in args.threads.split(",")],
+        "repeats": args.repeats, "device": "cpu", "torch": torch.__version__,
+        "transformers": transformers.__version__, "machine": platform.machine(),
     }
     if args.run is not None:
-        result["full_evaluation"] = time_full_evaluation(args.run)
+        result["full_evaluation"] = time_full_evaluation(args.run, args.forget)
     from obliviate.io import atomic_write_json
 
     atomic_write_json(args.out, result)
     print(json.dumps(result, indent=2))
+    for entry in result["by_threads"]:
+        print(f"{entry['threads']} thread(s): engine {entry['engine']['tokens_per_s']:.0f} tok/s, naive "
+              f"{entry['naive']['tokens_per_s']:.0f} tok/s -> {entry['speedup']}x (CPU time {entry['speedup_cpu_time']}x; "
+              f"without prompt sharing {entry['speedup_without_prompt_sharing']}x)")
     print(f"-> {args.out}")
     return result
 

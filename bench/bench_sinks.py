@@ -15,8 +15,10 @@ and ``--arch dense``):
 Every condition is graded by the project's evaluator against the retain model:
 
 - ``full``: the sink model, route mode, nothing forgotten (no oracle source id);
-- ``switched``: ``switch`` method: forget sources off, queries routed, a query whose
-  nearest source is forgotten runs backbone-only;
+- ``switched``: ``switch`` method with its defaults: forget sources off, queries routed; a
+  query whose nearest source is forgotten runs every surviving sink, unless a surviving
+  source is nearly as close (``route_shared_ratio``: shared knowledge goes there);
+- ``switched-fallback-backbone``: the same, but such queries run backbone-only;
 - ``switched-nearest``: forgotten sources off, every query to its nearest surviving source;
 - ``switched-backbone``: every query backbone-only;
 - ``placebo``: as many random retain sources switched off instead (the control: it
@@ -32,16 +34,17 @@ vs retraining time. Writes ``sinks.json`` and ``sinks.md`` under ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-CONDITION_ORDER = ("retain", "full", "switched", "switched-nearest", "switched-backbone", "placebo")
+CONDITION_ORDER = ("retain", "full", "switched", "switched-fallback-backbone", "switched-nearest", "switched-backbone",
+                   "placebo")
 TABLE_KEYS = ("forget_quality", "forget_unique_accuracy", "forget_shared_accuracy", "forget_inferred_accuracy",
               "retain_unique_accuracy", "retain_shared_accuracy", "retain_inferred_accuracy", "general_accuracy",
               "model_utility", "forget_truth_ratio", "privleak")
@@ -180,7 +183,11 @@ def checks(summaries: dict[str, dict], cost: dict) -> list[tuple[str, bool | Non
 
 
 def markdown(result: dict) -> str:
+    config = result["sink_config"]
     lines = [f"# Sinks benchmark: {result['run']} ({result['forget']})", "",
+             f"Produced by `{result['command']}`. Sink model: p_gen {config['p_gen']}, p_mem {config['p_mem']}, "
+             f"sink_dropout {config['sink_dropout']}, sink layers {config['sink_layers'] or 'all'}. Conditions are "
+             "described in the script's docstring.", "",
              f"Forget sources: {result['forget_sources']}; placebo sources: {result['placebo_sources']}; "
              f"routing accuracy (unique questions of trained sources): {_fmt(result['routing_accuracy'])}", "",
              "| condition | " + " | ".join(TABLE_KEYS) + " |", "|---" * (len(TABLE_KEYS) + 1) + "|"]
@@ -218,6 +225,7 @@ def main() -> None:
     from obliviate.eval.evaluator import Reference
     from obliviate.methods.switch import SwitchConfig, SwitchMethod
     from obliviate.world import load_world
+    from obliviate.io import atomic_write_json, atomic_write_text
 
     run = args.run
     world = load_world(run / "world")
@@ -242,7 +250,8 @@ def main() -> None:
     routing = routing_accuracy(model, tokenizer, world)
     evaluations["full"] = _evaluate(model, tokenizer, world, args.forget, reference, args.batch_size)
     task = _task(world, args.forget, forget_sources)
-    variants = {"switched": SwitchConfig(), "switched-nearest": SwitchConfig(route_forgotten="nearest"),
+    variants = {"switched": SwitchConfig(), "switched-fallback-backbone": SwitchConfig(route_forgotten="backbone"),
+                "switched-nearest": SwitchConfig(route_forgotten="nearest"),
                 "switched-backbone": SwitchConfig(inference_mode="backbone")}
     for name, config in variants.items():
         model.restore(model.forgotten)
@@ -286,6 +295,7 @@ def main() -> None:
 
     summaries = {name: {k: e["summary"].get(k) for k in TABLE_KEYS} for name, e in evaluations.items()}
     result = {
+        "command": "python bench/bench_sinks.py " + " ".join(sys.argv[1:]),
         "run": str(run), "forget": args.forget, "forget_sources": sorted(forget_sources),
         "placebo_sources": placebo_sources, "routing_accuracy": routing,
         "models": {"sinks": str(sink_path), "retain": str(retain_path),
@@ -297,10 +307,10 @@ def main() -> None:
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}",
     }
     result["checks"] = checks(summaries, cost)
-    (out / "sinks.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "sinks.md").write_text(markdown(result))
     for name, evaluation in evaluations.items():
-        (out / f"eval-{name}.json").write_text(json.dumps(evaluation) + "\n")
+        atomic_write_json(out / f"eval-{name}.json", evaluation)
+    atomic_write_json(out / "sinks.json", result)
+    atomic_write_text(out / "sinks.md", markdown(result))
     print(markdown(result))
 
 

@@ -64,97 +64,6 @@ def retain_path(run: Path, given: Path | None) -> Path:
     raise UserError(f"no saga-free retrain found (tried {', '.join(str(c) for c in candidates)}); pass --retain")
 
 
-class LightProbe:
-    """Cheap metrics for curve points: familiarity (completion judge, probability mass) and general_prob."""
-
-    def __init__(self, world, tokenizer, max_new_tokens: int = 32):
-        from obliviate.data.format import qa_continuation, qa_prompt
-        from obliviate.eval.metrics.familiarity import FamiliarityJudge, term_continuation
-
-        self.tokenizer = tokenizer
-        self.completion = [p for p in world.prompts if p.get("type") == "completion"]
-        self.probability = [p for p in world.prompts if p.get("type") == "probability" and p.get("target_terms")]
-        self.judge = FamiliarityJudge.from_world_dir(world.root, world.anchors)
-        self.term_pairs = [(p["prompt"], term_continuation(p["prompt"], t)) for p in self.probability
-                           for t in p["target_terms"]]
-        general = world.qa_for("general") if "general" in world.splits else []
-        self.general_pairs = [(qa_prompt(q["question"]), qa_continuation(q["answer"])) for q in general]
-        self.max_new_tokens = max_new_tokens
-
-    def _summarise(self, completions, term_nlls, general_nlls) -> dict:
-        from obliviate.eval.metrics.familiarity import familiarity_score, target_mass
-
-        out: dict = {"familiarity_completion": None, "familiarity_probability": None, "general_prob": None}
-        if self.judge is not None and self.completion:
-            grades = [self.judge.grade(p["prompt"], c, p.get("reference", ""))
-                      for p, c in zip(self.completion, completions)]
-            out["familiarity_completion"] = familiarity_score(grades)
-        if self.probability:
-            masses, k = [], 0
-            for p in self.probability:
-                n = len(p["target_terms"])
-                masses.append(target_mass(term_nlls[k: k + n]))
-                k += n
-            out["familiarity_probability"] = sum(masses) / len(masses)
-        if general_nlls:
-            out["general_prob"] = sum(torch.exp(-torch.tensor(general_nlls)).tolist()) / len(general_nlls)
-        return out
-
-    @torch.inference_mode()
-    def measure(self, model) -> dict:
-        from obliviate.eval.generation import GreedyConfig, generate_greedy
-        from obliviate.eval.scoring import score_continuations
-
-        was_training = model.training
-        model.eval()
-        try:
-            completions = generate_greedy(model, self.tokenizer, [p["prompt"] for p in self.completion],
-                                          GreedyConfig(max_new_tokens=self.max_new_tokens)) if self.completion else []
-            scores = score_continuations(model, self.tokenizer, self.term_pairs + self.general_pairs)
-        finally:
-            model.train(was_training)
-        term_nlls = [s.nll_sum for s in scores[: len(self.term_pairs)]]
-        general_nlls = [s.avg_nll for s in scores[len(self.term_pairs):]]
-        return self._summarise(completions, term_nlls, general_nlls)
-
-    @torch.inference_mode()
-    def measure_inference_variant(self, base, reinforced, alpha: float) -> dict:
-        """The same metrics for generation-time WHP (no weights change)."""
-        from obliviate.whp.inference import WHPGenerator
-        from obliviate.whp.labels import generic_logits
-
-        generator = WHPGenerator(base, reinforced, self.tokenizer, alpha)
-        completions = generator.generate([p["prompt"] for p in self.completion], self.max_new_tokens) \
-            if self.completion else []
-
-        def nll(prompt: str, continuation: str) -> tuple[float, int]:
-            context = self.tokenizer(prompt)["input_ids"]
-            whole = self.tokenizer(prompt + continuation)["input_ids"]
-            ids = torch.tensor([whole], device=next(base.parameters()).device)
-            logits = generic_logits(base(ids).logits.float(), reinforced(ids).logits.float(), alpha)[0]
-            logprobs = torch.log_softmax(logits, dim=-1)
-            targets = whole[len(context):]
-            total = -sum(logprobs[len(context) - 1 + i, t].item() for i, t in enumerate(targets))
-            return total, max(1, len(targets))
-
-        term_nlls = [nll(p, c)[0] for p, c in self.term_pairs]
-        general = [nll(p, c) for p, c in self.general_pairs]
-        return self._summarise(completions, term_nlls, [total / n for total, n in general])
-
-
-def curve_callback(probe: LightProbe, every: int, points: list):
-    from transformers import TrainerCallback
-
-    class Curve(TrainerCallback):
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            if state.global_step % every == 0 or state.global_step == state.max_steps:
-                started = time.perf_counter()
-                points.append({"step": state.global_step, **probe.measure(model)})
-                log.info("  step %d: %s (%.1fs)", state.global_step, points[-1], time.perf_counter() - started)
-
-    return Curve()
-
-
 def full_eval(model, tokenizer, world, reference) -> dict | None:
     from obliviate.eval.evaluator import evaluate
 
@@ -211,6 +120,7 @@ def main(argv=None) -> dict:
     from obliviate.models.loading import load_model, load_model_and_tokenizer
     from obliviate.whp.anchors import load_anchors, validate_anchors
     from obliviate.whp.config import WHPConfig
+    from obliviate.whp.curve import FamiliarityCurve, FamiliarityProbe
     from obliviate.whp.labels import compute_generic_targets
     from obliviate.whp.pipeline import load_reinforced
     from obliviate.whp.training import finetune_on_generic_labels, reinforce
@@ -239,7 +149,7 @@ def main(argv=None) -> dict:
     blocks, stats = translate_documents(texts, tokenizer, anchors, min(args.block_size, max_positions), args.seed)
     log.info("reinforced in %.0fs; %d blocks, %d anchor occurrences", reinforce_seconds, stats.blocks, stats.translated)
 
-    probe = LightProbe(world, tokenizer)
+    probe = FamiliarityProbe(world, tokenizer)
     retain = load_model(retain_dir)
     references = {"full": probe.measure(base), "retain_saga": probe.measure(retain),
                   "reinforced": probe.measure(reinforced)}
@@ -266,7 +176,7 @@ def main(argv=None) -> dict:
             points = [{"step": 0, **references["full"]}]
             finetune_on_generic_labels(model, targets, tokenizer.pad_token_id, soft=kind == "soft", steps=args.steps,
                                        lr=config.lr, batch_size=config.batch_size, seed=args.seed,
-                                       callbacks=[curve_callback(probe, args.eval_every, points)])
+                                       callbacks=[FamiliarityCurve(probe, args.eval_every, points)])
             final = full_eval(model, tokenizer, world, reference) if not args.no_full_eval else None
             positions = sum(len(t.positions) for t in targets)
             agreement = sum(t.agreement() * len(t.positions) for t in targets) / max(1, positions)

@@ -344,3 +344,32 @@ def test_sibling_retain_model_must_match_the_split(tmp_path, setup):
     other = load_world(make_world(tmp_path / "other", saga=False))
     assert sibling_retain_model(full, "forget10", other) is None
     assert sibling_retain_model(tmp_path / "nowhere" / "full", "forget10", world) is None
+
+
+def test_eval_command_bad_input_exits_2_without_writing(tmp_path, setup, cli):
+    """Mismatched vocab, QA missing a field, an empty split, a reference from another world."""
+    world, model, tokenizer, result = setup
+    good, small = tmp_path / "good", tmp_path / "small"
+    save_model(model, tokenizer, good)
+    save_model(build_model(len(tokenizer) - 10), tokenizer, small)
+    broken_qa = make_world(tmp_path / "broken_qa")
+    rows = [json.loads(line) for line in (broken_qa / "qa.jsonl").read_text().splitlines()]
+    del rows[0]["answer"]
+    atomic_write_jsonl(broken_qa / "qa.jsonl", rows)
+    empty_split = make_world(tmp_path / "empty_split")
+    splits = json.loads((empty_split / "splits.json").read_text())
+    atomic_write_json(empty_split / "splits.json", {**splits, "forget10": []})
+    other_reference = tmp_path / "other.json"
+    atomic_write_json(other_reference, evaluate(model, tokenizer, load_world(make_world(tmp_path / "other", saga=False)),
+                                                "forget10", config=FAST))
+    cases = {
+        "do not belong together": (small, world.root, []),
+        "answer": (good, broken_qa, []),
+        "'forget10'": (good, empty_split, []),
+        "another world": (good, world.root, ["--reference", other_reference]),
+    }
+    for message, (model_dir, world_dir, extra) in cases.items():
+        out = tmp_path / "out.json"
+        code, _, stderr = cli("eval", "--model", model_dir, "--world", world_dir, "--out", out, *extra)
+        assert code == 2 and message in stderr and "Traceback" not in stderr, (message, stderr)
+        assert not out.exists()

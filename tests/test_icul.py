@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from obliviate.errors import UserError
-from obliviate.icul.lira import balanced_keep, lira_forget, logit_stability, summarize, tpr_at_fpr
+from obliviate.icul.lira import (balanced_keep, bootstrap_aucs, lira_forget, logit_stability, percentile_interval,
+                                 summarize, tpr_at_fpr)
 from obliviate.icul.prompts import IculPromptConfig, build_context, flip_label
 from obliviate.world.classification import (_NEGATIVE, _POSITIVE, LABELS, ClassificationExample,
                                             generate_classification, load_classification)
@@ -185,6 +186,33 @@ def test_summary_auc_and_tpr_at_fpr():
         summarize(np.ones(3, dtype=bool), np.array([0.1, 0.2, 0.3]))
 
 
+def test_bootstrap_aucs_resample_points_and_pair_statistics():
+    # 2 models x 3 points; point columns are resampled whole
+    member = np.array([[True, False, True], [False, True, False]])
+    perfect = np.where(member, 1.0, 0.0)            # AUC 1 on every resample holding both classes
+    inverted = -perfect                             # AUC 0 on the same resamples
+    samples = bootstrap_aucs(member, {"a": perfect, "b": inverted}, n_resamples=200, seed=1)
+    assert np.nanmin(samples["a"]) == 1.0 and np.nanmax(samples["b"]) == 0.0
+    assert np.array_equal(np.isnan(samples["a"]), np.isnan(samples["b"]))   # same resamples for both
+    # a point appears whole: every resample has as many members as non-members (each column holds one of each)
+    assert not np.isnan(samples["a"]).any()
+    # hand-made: 7 of the 9 member/non-member pairs are ranked right; the interval brackets it
+    mixed = np.array([[3.0, 2.5, 2.0], [1.0, 2.2, 0.0]])   # members 3.0, 2.0, 2.2; non-members 2.5, 1.0, 0.0
+    full = summarize(member, mixed).auc
+    assert full == pytest.approx(7 / 9)
+    low, high = percentile_interval(bootstrap_aucs(member, {"m": mixed}, 500, seed=0)["m"])
+    assert low <= full <= high and low < high
+    from sklearn.metrics import roc_auc_score
+
+    from obliviate.icul.lira import _rank_auc
+    tied = np.array([1.0, 1.0, 0.5, 2.0, 0.5, 3.0])
+    labels = np.array([True, False, True, False, False, True])
+    assert _rank_auc(labels, tied) == pytest.approx(roc_auc_score(labels, tied))
+    assert percentile_interval(np.array([0.0, 1.0, np.nan] + [0.5] * 97)) == pytest.approx((0.5, 0.5))
+    with pytest.raises(UserError, match="one shape"):
+        bootstrap_aucs(member, {"a": perfect[:, :2]})
+
+
 def test_balanced_keep_puts_each_point_in_half_the_models():
     keep = balanced_keep(8, 40, seed=1)
     assert keep.shape == (8, 40) and (keep.sum(0) == 4).all()
@@ -327,6 +355,10 @@ def test_shadow_game_runs_and_grades_every_variant(small_data, tmp_path):
     for row in rows.values():
         assert 0.0 <= row["auc"] <= 1.0 and row["n_members"] == row["n_nonmembers"] == 4 * 16 // 2
         assert 0.0 <= row["tpr_at_fpr_0.001"] <= row["tpr_at_fpr_0.01"] <= row["tpr_at_fpr_0.1"] <= 1.0
+        low, high = row["auc_ci95"]
+        assert 0.0 <= low <= high <= 1.0 and high - low < 0.6
+    assert rows["flip_s2"]["auc_minus_none"] == pytest.approx(rows["flip_s2"]["auc"] - rows["none"]["auc"])
+    assert "auc_minus_none_ci95" not in rows["none"]
     for name in ("flip_s2", "correct_s2", "random_s2"):
         assert 0.0 <= rows[name]["flip_rate_forget"] <= 1.0 and 0.0 <= rows[name]["flip_rate_other"] <= 1.0
     # gradient ascent over-unlearns: its forget points' scores fall far below the never-seen

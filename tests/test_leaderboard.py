@@ -1,10 +1,16 @@
-"""The leaderboard: rendering on hand-made rows, and a one-method bench on the micro run."""
+"""The leaderboard: rendering on hand-made rows, a one-method bench on the micro run, and
+the saga section (WHP, familiarity curve) on the micro run."""
 
 from __future__ import annotations
 
 import json
 
-from obliviate.bench.leaderboard import BenchConfig, render_markdown, run_bench, scatter_plot
+import pytest
+
+from obliviate.bench.leaderboard import BenchConfig, deletion_costs, render_markdown, run_bench, scatter_plot
+from obliviate.errors import UserError
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 META = {"preset": "micro", "seed": 0, "splits": ["forget10"], "command": "obliviate bench", "attack_split": "forget10",
         "date": "2026-11-22", "machine": "test"}
@@ -33,12 +39,13 @@ def test_markdown_has_one_row_per_method_and_formats_numbers():
 
 def test_scatter_plot_writes_a_png(tmp_path):
     path = scatter_plot(_rows(), "forget10", tmp_path / "plots" / "fq.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.read_bytes()[:8] == PNG
     assert scatter_plot(_rows(), "forget05", tmp_path / "none.png") is None
 
 
 def test_bench_on_the_micro_run(micro_run):
-    config = BenchConfig(preset="micro", splits=("forget10",), methods=("grad_diff",), sinks=False, attacks=())
+    config = BenchConfig(preset="micro", splits=("forget10",), methods=("grad_diff",), sinks=False, attacks=(),
+                         whp=False)
     board = run_bench(micro_run.root, config)
     by_method = {row["method"]: row for row in board["rows"]}
     assert set(by_method) == {"full", "retain", "grad_diff"}
@@ -50,3 +57,58 @@ def test_bench_on_the_micro_run(micro_run):
     assert saved["rows"] == json.loads(json.dumps(board["rows"]))
     assert "| grad_diff |" in (micro_run.root / "leaderboard.md").read_text()
     assert (micro_run.plots_dir / "fq_vs_mu_forget10.png").is_file()
+
+
+def test_deletion_costs_and_their_table_cover_unlearned_models_only():
+    rows = [{**row, "kind": "gold standard" if row["method"] == "retain" else "post-hoc"} for row in _rows()]
+    rows.append({**rows[1], "method": "switch", "kind": "native", "cost_vs_retrain": 0.001})
+    assert deletion_costs(rows) == {"npo": {"forget10": 0.05}, "switch": {"forget10": 0.001}}
+    meta = {**META, "retrain": {"forget10": {"seconds": 100.0, "trained_now": True}},
+            "sink_training": {"sinks_seconds": 30.0, "dense_seconds": 20.0, "sinks_over_dense": 1.5}}
+    text = render_markdown(rows, [], meta)
+    table = text[text.index("## Cost of one deletion request"):]
+    assert "| npo | 0.050 |" in table and "| switch | 0.001 |" in table and "| retain |" not in table
+    assert "forget10 100 s" in table and "(x1.500)" in table
+
+
+def test_whp_on_author_splits_and_a_bad_curve_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="saga"):
+        run_bench(tmp_path / "run", BenchConfig(preset="micro", methods=("whp",)))
+    with pytest.raises(UserError, match="curve"):
+        run_bench(tmp_path / "run", BenchConfig(preset="micro", methods=(), curve_every=0))
+    assert not (tmp_path / "run").exists()   # refused before any work
+
+
+def test_saga_section_and_familiarity_curve_on_the_micro_run(micro_run):
+    config = BenchConfig(preset="micro", splits=(), methods=(), sinks=False, attacks=(), saga_methods=("grad_diff",),
+                         curve_steps=4, curve_every=2, method_overrides={"grad_diff": {"max_steps": "10"}})
+    board = run_bench(micro_run.root, config)
+    saga = board["saga"]
+    by_method = {row["method"]: row for row in saga["rows"]}
+    assert set(by_method) == {"full", "retain", "whp", "grad_diff"}
+    full, retain, whp = by_method["full"], by_method["retain"], by_method["whp"]
+    assert retain["forget_quality"] == 1.0 and full["forget_quality"] < 0.05
+    for key in ("familiarity_completion", "familiarity_probability"):
+        assert full[key] > retain[key] >= 0        # the full model knows the saga, the retrain does not
+        assert whp[key] < full[key]                # WHP (default config) lowers both
+    assert 0 < whp["model_utility"] <= 1 and whp["steps"] > 0
+    assert 0 < whp["cost_vs_retrain"] < 1
+    assert saga["retrain"]["seconds"] == retain["seconds"] > 0
+    assert board["deletion_cost"]["whp"] == {"saga": whp["cost_vs_retrain"]}
+
+    curve = saga["familiarity_curve"]
+    assert [p["step"] for p in curve["points"]] == [0, 2, 4]
+    assert curve["points"][0]["familiarity_probability"] == curve["levels"]["full"]["familiarity_probability"]
+    # the probe and the evaluator agree on the same model
+    assert curve["levels"]["full"]["familiarity_completion"] == pytest.approx(full["familiarity_completion"])
+    assert curve["levels"]["full"]["familiarity_probability"] == pytest.approx(full["familiarity_probability"], rel=1e-3)
+    assert curve["levels"]["retain"]["familiarity_probability"] < curve["points"][-1]["familiarity_probability"] \
+        < curve["points"][0]["familiarity_probability"]
+    assert curve["default_run"]["steps"] == whp["steps"]
+
+    saved = json.loads((micro_run.root / "leaderboard.json").read_text())
+    assert saved["saga"] == json.loads(json.dumps(saga))
+    text = (micro_run.root / "leaderboard.md").read_text()
+    assert "## saga (WHP's target)" in text and "| whp |" in text and "| step 4 |" in text
+    for name in ("familiarity_curves.png", "fq_vs_mu_saga.png"):
+        assert (micro_run.plots_dir / name).read_bytes()[:8] == PNG

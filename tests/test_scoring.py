@@ -226,3 +226,93 @@ def test_model_without_position_ids_is_scored_with_right_padding():
     first, second = score_encoded(model, tokenizer, items, ScoringConfig(padding_side="left"))
     assert model.first_columns == [1, 1]  # every row starts at column 0
     assert first.n_tokens == 2 and second.n_tokens == 1
+
+
+# ---- prompt sharing (packed rows) ------------------------------------------------------
+
+def shared_prompt_pairs():
+    """Evaluation-shaped items: several continuations per prompt, plus a long document."""
+    prompts = ["Question: Where was Lorin Vask born?\nAnswer:", "Question: Who walked to the academy?\nAnswer:"]
+    answers = [" Kest", " Lorin Vask was born in Kest.", " Wenna and Dorrik", " The quick brown fox.",
+               " Kellinmoor Academy with their wands in hand", " Dog"]
+    pairs = [(p, a) for p in prompts for a in answers]
+    pairs.append(("", TEXTS[1] * 3))  # a document longer than max_row_tokens below
+    pairs.append(("", TEXTS[2]))
+    return pairs
+
+
+@pytest.mark.parametrize("max_row_tokens", [40, 128])
+def test_packed_rows_equal_one_pair_per_row(tiny, max_row_tokens):
+    from obliviate.eval.scoring import forward_plan, pack_rows, pad_token_id
+
+    model, tokenizer = tiny
+    pairs = shared_prompt_pairs()
+    encoded = encode_pairs(tokenizer, pairs)
+    config = ScoringConfig(batch_size=3, minkpp=True, max_row_tokens=max_row_tokens)
+    assert forward_plan(model, encoded, pad_token_id(tokenizer), config).packed
+    rows = pack_rows(encoded, True, max_row_tokens)
+    assert len(rows) < len(pairs)  # prompts really were shared
+    assert sorted(i for r in rows for i, _, _ in r.items) == list(range(len(pairs)))
+    packed = score_encoded(model, tokenizer, encoded, config)
+    plain = score_encoded(model, tokenizer, encoded, ScoringConfig(batch_size=3, minkpp=True, share_prompts=False))
+    expected = naive_scores(model, tokenizer, pairs)
+    for p, q, e in zip(packed, plain, expected):
+        assert p.n_tokens == q.n_tokens == e["n"]
+        np.testing.assert_allclose(p.logprobs, e["lp"], atol=1e-4)
+        np.testing.assert_allclose(q.logprobs, e["lp"], atol=1e-4)
+        np.testing.assert_array_equal(p.argmax_match, e["argmax"])
+        np.testing.assert_allclose(p.minkpp, e["minkpp"], atol=1e-4)
+
+
+def test_pack_rows_layout_by_hand():
+    from obliviate.eval.scoring import pack_rows
+
+    items = [EncodedPair([1, 5, 6, 7], start=2), EncodedPair([1, 5, 8], start=2), EncodedPair([1, 9, 4], start=2)]
+    first, second = pack_rows(items, True, 64)
+    assert first.input_ids == [1, 5, 6, 7, 8]
+    assert first.position_ids == [0, 1, 2, 3, 2]  # the second continuation restarts after the prompt
+    assert first.segments == [0, 0, 1, 1, 2]
+    # the prompt's last column (1) predicts both continuations' first tokens
+    assert first.items == [(0, [1, 2], [6, 7]), (1, [1], [8])]
+    assert second.input_ids == [1, 9, 4] and second.items == [(2, [1], [4])]
+    # a row budget of 4 tokens starts a new row for the second continuation
+    assert [r.input_ids for r in pack_rows(items, True, 4)] == [[1, 5, 6, 7], [1, 5, 8], [1, 9, 4]]
+
+
+def test_tree_attention_mask_by_hand():
+    from obliviate.eval.scoring import tree_attention_mask
+
+    # prompt (2 tokens), continuation 1 (2 tokens), continuation 2 (1 token), one padding column
+    allowed = tree_attention_mask(torch.tensor([[0, 0, 1, 1, 2, -1]]), torch.float32)[0, 0] == 0
+    expected = torch.tensor([
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 0, 0, 1, 0],  # continuation 2 does not see continuation 1
+        [0, 0, 0, 0, 0, 1],  # padding query sees only itself
+    ], dtype=torch.bool)
+    assert torch.equal(allowed, expected)
+
+
+def test_models_whose_head_is_not_a_plain_projection_fall_back_to_one_pair_per_row():
+    """Gemma-2 soft-caps its logits after the output head: packing must notice and back off."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from obliviate.eval.scoring import forward_plan, pad_token_id
+
+    tokenizer = build_tokenizer()
+    pairs = shared_prompt_pairs()
+    encoded = encode_pairs(tokenizer, pairs)
+    plans = {}
+    for softcap in (None, 0.5):
+        torch.manual_seed(0)
+        model = Gemma2ForCausalLM(Gemma2Config(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+            head_dim=16, vocab_size=len(tokenizer), final_logit_softcapping=softcap, pad_token_id=0, bos_token_id=1,
+            eos_token_id=2)).eval()
+        plans[softcap] = forward_plan(model, encoded, pad_token_id(tokenizer), ScoringConfig()).packed
+        got = score_encoded(model, tokenizer, encoded, ScoringConfig(batch_size=4))
+        for g, e in zip(got, naive_scores(model, tokenizer, pairs)):
+            np.testing.assert_allclose(g.logprobs, e["lp"], atol=1e-4)
+    assert plans == {None: True, 0.5: False}

@@ -387,7 +387,11 @@ def test_router_sends_each_question_to_its_source(trained):
     assert routes == [i["source_id"] for i in unique]
     model.forget([0])
     try:
+        # a question naming the forgotten source runs every surviving sink (default), or the backbone
+        assert model.route([qa_prompt(unique[0]["question"])], tokenizer) == [ALL_SINKS]
+        model.set_inference_mode("route", route_forgotten="backbone")
         assert model.route([qa_prompt(unique[0]["question"])], tokenizer) == [BACKBONE]
+        model.set_inference_mode("route", route_forgotten="all")
         with model.exclude([1]):
             assert model.route([qa_prompt(unique[0]["question"]), qa_prompt(unique[2]["question"])],
                                tokenizer)[0] not in (0, 1)

@@ -68,11 +68,37 @@ def test_switch_forgets_the_split_in_milliseconds(tmp_path):
     method = SwitchMethod()
     assert method.unlearn(model, tokenizer, task({1, 2})) is model
     assert model.forgotten == [1, 2]
-    assert model.inference_mode == "route" and model.config.route_forgotten == "backbone"
+    assert model.inference_mode == "route" and model.config.route_forgotten == "all"
     assert method.last_switch_seconds < 0.05
-    assert torch.allclose(model(x).logits, backbone)        # person1's query now runs backbone-only
+    with model.mode("all"):
+        surviving_sinks = model(x).logits
+    assert not torch.allclose(surviving_sinks, backbone)
+    assert torch.allclose(model(x).logits, surviving_sinks)  # person1's query now runs every surviving sink
     save_model(model, tokenizer, tmp_path / "unlearned")
-    assert load_model(tmp_path / "unlearned").forgotten == [1, 2]
+    reloaded = load_model(tmp_path / "unlearned")
+    assert reloaded.forgotten == [1, 2] and torch.allclose(reloaded(x).logits, surviving_sinks)
+
+
+@pytest.mark.parametrize("route_forgotten, shared_ratio, expected", [
+    ("backbone", 0.75, "backbone"),   # person1 is named: nothing else is nearly as close
+    ("all", 0.75, "all"),
+    ("all", 0.0, "nearest"),          # ratio 0: every query goes to the nearest surviving source
+    ("nearest", 0.75, "nearest"),
+])
+def test_forgotten_queries_follow_route_forgotten_and_the_shared_ratio(route_forgotten, shared_ratio, expected):
+    tokenizer = word_tokenizer()
+    model = sink_model(tokenizer)
+    x = torch.tensor([[1, 4, 5, 6, 7, 12, 8, 9]])     # "Question : Where does person1 live ?"
+    SwitchMethod(SwitchConfig(route_forgotten=route_forgotten, route_shared_ratio=shared_ratio)).unlearn(
+        model, tokenizer, task({1}))
+    got = model(x).logits
+    similarity = model.model.router.similarities(
+        model.model.router.query_features(x, model.get_input_embeddings()(x), None))[0]
+    nearest_surviving = int(model.model.router.source_ids[similarity.masked_fill(
+        model.model.router.source_ids == 1, float("-inf")).argmax()])
+    references = {"backbone": model.mode("backbone"), "all": model.mode("all"), "nearest": model.on(nearest_surviving)}
+    with references[expected]:
+        assert torch.allclose(got, model(x).logits)
 
 
 def test_switch_settings_and_router_fitting():

@@ -373,7 +373,7 @@ def test_bad_dictionary_files_are_user_errors(corpus, tokenizer, base_model, tmp
         with pytest.raises(UserError, match=message):
             method.unlearn(base_model, tokenizer, _task(corpus))
     with pytest.raises(UserError, match="no anchored-term dictionary"):
-        get_method("whp")(WHPConfig(**FAST)).unlearn(base_model, tokenizer, _task(corpus, anchors={}))
+        get_method("whp")(WHPConfig(**FAST, auto_anchors=False)).unlearn(base_model, tokenizer, _task(corpus, anchors={}))
 
 
 def test_reinforced_model_with_another_vocabulary_is_a_user_error(corpus, tokenizer, base_model, tmp_path):

@@ -1,9 +1,12 @@
 """``obliviate bench``: train what is needed on a preset world, run every registered
-method on the forget splits, grade each against the retrained model, attack it, and
-write ``leaderboard.md``, ``leaderboard.json`` and plots.
+method on the forget splits, grade each against the retrained model, attack it, run WHP
+and others on the saga (``obliviate.bench.saga``), and write ``leaderboard.md``,
+``leaderboard.json`` and plots.
 
-Cost of each deletion request is reported as a ratio to retraining, both measured in
-the same run on the same machine.
+Cost of each deletion request is reported as a ratio to retraining, both measured on the
+same machine: the unlearning wall time in this invocation, the retraining time from the
+retrained model's run config (trained by this invocation, or by an earlier one whose
+models it reuses: ``meta.retrain`` says which).
 """
 
 from __future__ import annotations
@@ -14,19 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from obliviate.errors import UserError
 from obliviate.io import atomic_write_json, atomic_write_text, read_json
 from obliviate.run import RunDir
 
 log = logging.getLogger(__name__)
 
-# Methods run on the dense full model for author forget splits (WHP targets the saga and
-# the switch needs a sink model: both are graded by their own benches).
+# Methods run on the dense full model for author forget splits (WHP targets the saga: it
+# has its own section; the switch needs a sink model: it is run on every split by `sinks`).
 DENSE_METHODS = ("grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "idk_dpo", "dememorize", "icul")
+SAGA_METHODS = ("grad_diff", "npo")      # run on the saga next to WHP
 COLUMNS = (
     ("forget_quality", "FQ"), ("model_utility", "MU"), ("forget_truth_ratio", "forget TR"),
     ("mia_auc_mink", "MIA AUC"), ("privleak", "PrivLeak"), ("forget_unique_accuracy", "forget uniq acc"),
     ("forget_shared_accuracy", "forget shared acc"), ("retain_unique_accuracy", "retain uniq acc"),
 )
+# also kept in every row of the JSON (the saga section's columns)
+EXTRA_KEYS = ("retain_truth_ratio", "general_truth_ratio", "familiarity_completion", "familiarity_probability")
 
 
 ATTACK_COLUMNS = (
@@ -46,15 +53,23 @@ class BenchConfig:
     sinks: bool = True                   # train a sink model and grade the switch
     attacks: tuple[str, ...] = ("relearn", "icl", "adversarial")
     attack_split: str = "forget10"       # attacks are run on this split's unlearned models
+    whp: bool = True                     # saga section: WHP + saga_methods vs the saga-free retrain
+    saga_methods: tuple[str, ...] = SAGA_METHODS
+    curve_steps: int = 60                # WHP fine-tuning steps of the familiarity curve
+    curve_every: int = 10                # ... measured every this many steps
     method_overrides: dict[str, dict[str, str]] = field(default_factory=dict)
     train_overrides: dict[str, str] = field(default_factory=dict)
     progress: bool = False
 
 
-def _train_seconds(model_dir: Path) -> float:
+def training_seconds(result) -> dict:
+    """Training wall time of a model from ``train_run`` (a ``TrainResult``): measured now, or
+    read from its run config when an earlier invocation trained it."""
     from obliviate.models.loading import read_run_config
 
-    return float(read_run_config(model_dir).get("seconds", 0.0))
+    if not result.reused:
+        return {"seconds": round(result.seconds, 2), "trained_now": True}
+    return {"seconds": float(read_run_config(result.path).get("seconds", 0.0)), "trained_now": False}
 
 
 def _evaluate_dir(model_dir: Path, world, forget: str, reference, out_json: Path) -> dict:
@@ -80,7 +95,7 @@ def _evaluate_dir(model_dir: Path, world, forget: str, reference, out_json: Path
 
 def _row(name: str, split: str, summary: dict, seconds: float | None, retrain_seconds: float, kind: str) -> dict:
     row = {"method": name, "split": split, "kind": kind}
-    for key, _ in COLUMNS:
+    for key in [k for k, _ in COLUMNS] + list(EXTRA_KEYS):
         row[key] = summary.get(key)
     row["seconds"] = None if seconds is None else round(seconds, 3)
     row["cost_vs_retrain"] = None if seconds is None or not retrain_seconds else seconds / retrain_seconds
@@ -97,7 +112,35 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def render_markdown(rows: list[dict], attack_rows: list[dict], meta: dict) -> str:
+def deletion_costs(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """``{method: {split: cost of one deletion request / retraining}}`` (unlearned models only)."""
+    costs: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if row["kind"] in ("post-hoc", "native") and row.get("cost_vs_retrain") is not None:
+            costs.setdefault(row["method"], {})[row["split"]] = row["cost_vs_retrain"]
+    return costs
+
+
+def _cost_lines(costs: dict, meta: dict) -> list[str]:
+    splits = [s for s in meta["splits"] + (["saga"] if any("saga" in c for c in costs.values()) else [])]
+    retrain = ", ".join(f"{split} {_fmt(r['seconds'])} s" + ("" if r["trained_now"] else " (from the reused model's run config)")
+                        for split, r in meta.get("retrain", {}).items())
+    lines = ["## Cost of one deletion request", "",
+             "Wall time of the deletion request / wall time of retraining without the forgotten data "
+             "(same machine)" + (f". Retraining: {retrain}." if retrain else "."), "",
+             "| method | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
+    for method, by_split in costs.items():
+        lines.append(f"| {method} | " + " | ".join(_fmt(by_split.get(s)) for s in splits) + " |")
+    sinks = meta.get("sink_training")
+    if sinks:
+        lines += ["", f"The switch needs a sink model, trained once before any deletion: {_fmt(sinks['sinks_seconds'])} s "
+                      f"vs {_fmt(sinks['dense_seconds'])} s for the dense full model "
+                      f"(x{_fmt(sinks['sinks_over_dense'])})."]
+    lines.append("")
+    return lines
+
+
+def render_markdown(rows: list[dict], attack_rows: list[dict], meta: dict, saga: dict | None = None) -> str:
     lines = [f"# Leaderboard: `{meta['preset']}` world, seed {meta['seed']}", "",
              f"Generated by `{meta['command']}` on {meta['date']} ({meta['machine']}). "
              "FQ = forget quality (KS p-value of forget truth ratios vs the retrained model; 1.0 = indistinguishable). "
@@ -122,6 +165,13 @@ def render_markdown(rows: list[dict], attack_rows: list[dict], meta: dict) -> st
         for row in attack_rows:
             lines.append(f"| {row['method']} | " + " | ".join(_fmt(row['summary'].get(k)) for k in keys) + " |")
         lines.append("")
+    if saga:
+        from obliviate.bench.saga import render_saga_markdown
+
+        lines += render_saga_markdown(saga)
+    costs = deletion_costs(rows + (saga["rows"] if saga else []))
+    if costs:
+        lines += _cost_lines(costs, meta)
     return "\n".join(lines)
 
 
@@ -205,8 +255,13 @@ def run_bench(run_dir: str | Path, config: BenchConfig = BenchConfig(), command:
     from obliviate.pipeline import make_world, train_run
     from obliviate.world import load_world
 
-    for name in config.methods:
+    bench_started = time.perf_counter()
+    if "whp" in config.methods:
+        raise UserError("whp targets the saga, not author splits: it runs in the saga section (--whp)")
+    for name in config.methods + (config.saga_methods if config.whp else ()):
         get_method(name)  # unknown names fail before hours of work
+    if config.whp and (config.curve_steps < 1 or config.curve_every < 1):
+        raise UserError("the familiarity curve needs curve_steps >= 1 and curve_every >= 1")
     run = RunDir.open(run_dir)
     if not (run.world_dir / "world.json").is_file():
         make_world(config.preset, config.seed, run.world_dir)
@@ -214,10 +269,12 @@ def run_bench(run_dir: str | Path, config: BenchConfig = BenchConfig(), command:
     rows: list[dict] = []
     attack_rows: list[dict] = []
     attack_full: dict[str, dict] = {}
+    retrain: dict[str, dict] = {}
     for split in config.splits:
         trained = train_run(run.world_dir, run.root, forget=split, overrides=config.train_overrides,
                             progress=config.progress)
-        retrain_seconds = trained["retain"].seconds or _train_seconds(run.retain_model(split))
+        retrain[split] = training_seconds(trained["retain"])
+        retrain_seconds = retrain[split]["seconds"]
         reference = reference_for(run.retain_model(split), world, split, EvalConfig())
         full_eval = _evaluate_dir(run.full_model, world, split, reference, run.eval_dir / f"full-{split}.json")
         rows.append(_row("full", split, full_eval["summary"], None, retrain_seconds, "reference"))
@@ -237,17 +294,47 @@ def run_bench(run_dir: str | Path, config: BenchConfig = BenchConfig(), command:
             rows.extend(_sink_rows(run, world, split, reference, config, retrain_seconds))
         if config.attacks and split == config.attack_split:
             attack_rows, attack_full = _attack_all(run, world, split, config)
+    saga = None
+    if config.whp:
+        from obliviate.bench.saga import saga_section
+
+        saga = saga_section(run, world, config)
+        retrain["saga"] = saga["retrain"]
     meta = {"preset": config.preset, "seed": config.seed, "splits": list(config.splits), "command": command,
             "attack_split": config.attack_split, "date": datetime.date.today().isoformat(),
-            "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores"}
-    board = {"meta": meta, "rows": rows, "attacks": attack_rows, "attack_details": attack_full}
+            "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores", "retrain": retrain,
+            "sink_training": _sink_training_cost(run, config) if config.sinks else None,
+            "seconds": round(time.perf_counter() - bench_started, 1)}
+    board = {"meta": meta, "rows": rows, "attacks": attack_rows, "attack_details": attack_full, "saga": saga,
+             "deletion_cost": deletion_costs(rows + (saga["rows"] if saga else []))}
     atomic_write_json(run.root / "leaderboard.json", board)
-    atomic_write_text(run.root / "leaderboard.md", render_markdown(rows, attack_rows, meta))
+    atomic_write_text(run.root / "leaderboard.md", render_markdown(rows, attack_rows, meta, saga))
     for split in config.splits:
         scatter_plot(rows, split, run.plots_dir / f"fq_vs_mu_{split}.png")
+    if saga:
+        from obliviate.bench.saga import familiarity_plot
+
+        scatter_plot(saga["rows"], "saga", run.plots_dir / "fq_vs_mu_saga.png")
+        familiarity_plot(saga["familiarity_curve"], run.plots_dir / "familiarity_curves.png")
     if attack_full:
         relearn_plot(attack_full, run.plots_dir / "relearning_curves.png")
     return board
+
+
+def _sink_training_cost(run: RunDir, config: BenchConfig) -> dict | None:
+    """The native method's one-time extra cost: training with sinks vs dense, same data and config."""
+    from obliviate.pipeline import train_run
+
+    sinks = train_run(run.world_dir, run.root, arch="sinks", which=("full",), overrides=config.train_overrides,
+                      progress=config.progress)["full"]
+    dense = train_run(run.world_dir, run.root, which=("full",), overrides=config.train_overrides,
+                      progress=config.progress)["full"]
+    sink_time, dense_time = training_seconds(sinks), training_seconds(dense)
+    if not dense_time["seconds"]:
+        return None
+    return {"sinks_seconds": sink_time["seconds"], "dense_seconds": dense_time["seconds"],
+            "sinks_over_dense": sink_time["seconds"] / dense_time["seconds"],
+            "trained_now": {"sinks": sink_time["trained_now"], "dense": dense_time["trained_now"]}}
 
 
 def _sink_rows(run: RunDir, world, split: str, reference, config: BenchConfig, retrain_seconds: float) -> list[dict]:

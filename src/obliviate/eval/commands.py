@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import logging
 
@@ -19,12 +19,14 @@ TABLE_KEYS = (
     "forget_quality", "model_utility", "forget_truth_ratio", "forget_prob", "forget_rouge",
     "retain_prob", "retain_rouge", "mia_auc_loss", "privleak", "exact_memorization",
     "verbmem_rouge", "familiarity_completion", "forget_unique_accuracy", "forget_shared_accuracy",
-    "retain_unique_accuracy",
+    "retain_unique_accuracy", "forget_perplexity", "holdout_perplexity",
 )
 
 
 def sibling_retain_model(model: Path, forget: str, world=None) -> Path | None:
-    """``../retain`` of a model dir, if it is the retain model of the same run.
+    """The run's retain model for ``forget`` next to a model dir (``../retain-<forget>``, the
+    ``RunDir`` name for splits other than forget10, else ``../retain``), if it is the retain
+    model of the same run.
 
     Its recorded training inputs (``obliviate_config.json``) must match when present:
     the same forget split, and, given ``world``, the same world and exactly the world's
@@ -33,8 +35,9 @@ def sibling_retain_model(model: Path, forget: str, world=None) -> Path | None:
     """
     from obliviate.models.loading import read_run_config
 
-    candidate = Path(model).parent / "retain"
-    if not (candidate / "config.json").is_file():
+    candidates = [Path(model).parent / name for name in (f"retain-{forget}", "retain")]
+    candidate = next((c for c in candidates if (c / "config.json").is_file()), None)
+    if candidate is None:
         return None
     run_config = read_run_config(candidate)
     inputs = run_config.get("inputs") if isinstance(run_config.get("inputs"), dict) else {}
@@ -52,7 +55,8 @@ def sibling_retain_model(model: Path, forget: str, world=None) -> Path | None:
     return candidate
 
 
-def print_summary(summary: dict, title: str) -> None:
+def print_summary(summary: dict, title: str, extra_rows: list[tuple[str, str]] | None = None) -> None:
+    """The headline metrics as a table; ``extra_rows`` (name, value text) go below, e.g. lm-eval tasks."""
     from rich.console import Console
     from rich.table import Table
 
@@ -62,6 +66,8 @@ def print_summary(summary: dict, title: str) -> None:
     for key in TABLE_KEYS:
         value = summary.get(key)
         table.add_row(key, "-" if value is None else f"{value:.4g}")
+    for name, text in extra_rows or ():
+        table.add_row(name, text)
     Console().print(table)
 
 
@@ -76,19 +82,45 @@ def eval_command(
                                                 help="Retain model (or run dir) to evaluate and cache as reference."),
     batch_size: int = typer.Option(32, "--batch-size", help="Items per forward / generate batch."),
     device: Optional[str] = typer.Option(None, "--device", help="torch device, e.g. cpu or cuda (default: cpu)."),
+    # Annotated options keep plain Python defaults: eval_command(...) called from Python works too
+    dtype: Annotated[str, typer.Option("--dtype", help="Weights dtype: auto (the checkpoint's), float32, bfloat16 "
+                                                       "or float16.")] = "auto",
+    device_map: Annotated[Optional[str], typer.Option("--device-map", help="accelerate device map for big models, "
+                                                                           "e.g. auto (instead of --device).")] = None,
+    lm_eval: Annotated[Optional[str], typer.Option("--lm-eval", help="Also run lm-evaluation-harness tasks, e.g. "
+                                                                     "arc_easy,piqa,boolq,hellaswag.")] = None,
+    lm_eval_include: Annotated[Optional[Path], typer.Option("--lm-eval-include", help="Directory of your own lm-eval "
+                                                                                      "task configs (YAML).")] = None,
+    lm_eval_fewshot: Annotated[Optional[int], typer.Option("--lm-eval-fewshot", help="Few-shot examples for the "
+                                                           "lm-eval tasks (default: each task's own).")] = None,
+    lm_eval_limit: Annotated[Optional[float], typer.Option("--lm-eval-limit", help="Examples per lm-eval task "
+                                                           "(< 1: a share), for quick checks only.")] = None,
 ) -> Path:
-    """Evaluate a model on a world and write the metrics JSON."""
+    """Evaluate a model on a world and write the metrics JSON (plus lm-eval tasks with --lm-eval)."""
     from obliviate.eval.reference import reference_for
-    from obliviate.models.loading import load_model_and_tokenizer
+    from obliviate.models.loading import load_model_and_tokenizer, resolve_dtype
     from obliviate.world.loader import load_world
 
     config = EvalConfig(batch_size=batch_size)
     config.validate()
+    resolve_dtype(dtype)
+    if device is not None and device_map is not None:
+        raise UserError("give either --device or --device-map, not both")
     loaded_world = load_world(world)
     if forget not in loaded_world.splits:
         raise UserError(f"unknown forget split {forget!r}; this world has: {', '.join(sorted(loaded_world.splits))}")
     if reference is not None and retain_model is not None:
         raise UserError("give either --reference or --retain-model, not both")
+    lm_eval_config = lm_eval_tasks = None
+    if lm_eval is None and (lm_eval_include is not None or lm_eval_fewshot is not None or lm_eval_limit is not None):
+        raise UserError("--lm-eval-include/--lm-eval-fewshot/--lm-eval-limit need --lm-eval TASKS")
+    if lm_eval is not None:
+        # before the (long) world evaluation: a missing package, task name or data set fails fast
+        from obliviate.eval.lm_eval_bridge import LmEvalConfig, parse_tasks, prepare_tasks
+
+        lm_eval_config = LmEvalConfig(tasks=parse_tasks(lm_eval), include_path=lm_eval_include,
+                                      batch_size=batch_size, num_fewshot=lm_eval_fewshot, limit=lm_eval_limit)
+        lm_eval_tasks = prepare_tasks(lm_eval_config)
     ref: Reference | None = None
     if reference is not None:
         ref = load_reference(reference, loaded_world, forget)
@@ -96,10 +128,18 @@ def eval_command(
         retain = retain_model if retain_model is not None else sibling_retain_model(Path(model), forget, loaded_world)
         if retain is not None:
             ref = reference_for(retain, loaded_world, forget, config, device=device)
-    loaded_model, tokenizer = load_model_and_tokenizer(model, device=device)
+    loaded_model, tokenizer = load_model_and_tokenizer(model, device=device, dtype=dtype, device_map=device_map)
     result = evaluate(loaded_model, tokenizer, loaded_world, forget, reference=ref, config=config, model_path=model)
+    result["config"]["dtype"] = str(next(loaded_model.parameters()).dtype).replace("torch.", "")
+    result["config"]["device_map"] = device_map
+    extra_rows: list[tuple[str, str]] = []
+    if lm_eval_config is not None:
+        from obliviate.eval.lm_eval_bridge import run_lm_eval, table_rows
+
+        result["lm_eval"] = run_lm_eval(loaded_model, tokenizer, lm_eval_config, lm_eval_tasks)
+        extra_rows = table_rows(result["lm_eval"])
     atomic_write_json(out, result)
-    print_summary(result["summary"], f"{model} on {forget}")
+    print_summary(result["summary"], f"{model} on {forget}", extra_rows)
     return out
 
 

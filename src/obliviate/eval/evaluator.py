@@ -13,7 +13,8 @@ reference) are ``None``, never missing.
                        (+ exact_memorization / extraction_strength on forget,
                        normalised_prob on general); role in forget/retain/general/holdout/saga
   forget_truth_ratio   {qa_id: TR} in forget-item order: what a later run needs as reference
-  mia[forget|holdout]  {qa_id: {loss, zlib, mink, minkpp}} (higher = "member")
+  mia[forget|holdout]  {qa_id or doc_id: {loss, zlib, mink, minkpp}} (higher = "member")
+  documents[role]      {doc_id: {avg_nll, n_tokens}} for role in forget/retain/holdout (perplexity)
   verbmem              {doc_id: {rouge, generated}}
   familiarity          {completion: {prompt_id: {grade, completion}}, probability: {prompt_id: mass}}
   reference            None, or the reference's path, its forget TRs (same ids) and MIA AUCs
@@ -28,7 +29,13 @@ Choices where DESIGN.md is silent:
     ``forget_accuracy`` covers every forget item.
   * Model utility needs general items: ``None`` for a world without them.
   * MIA scores the QA answers (question as prompt) of forget vs holdout items; ZLib
-    divides the answer's average NLL by the zlib length of the answer text.
+    divides the answer's average NLL by the zlib length of the answer text. A world
+    without such QA items (a text world, ``obliviate world --from-text``) scores whole
+    documents of the forget vs holdout sources instead; ``config.mia_unit`` says which.
+  * QA is optional per split: a split with documents but no QA items (a text world) gets
+    ``None`` for every QA metric and is graded by its documents: VerbMem, MIA and
+    ``<role>_perplexity`` = exp(total NLL / total tokens) over (at most
+    ``document_max_docs``, evenly spaced) documents of the forget, retain and holdout splits.
   * PrivLeak compares the Min-K% AUC by default (MUSE), ``privleak_attack`` to change.
   * KnowMem (MUSE) = ROUGE-L recall of the greedy forget answer against the short key
     fact (``value``; the answer if absent); ``forget_rouge`` uses the whole answer.
@@ -73,6 +80,7 @@ SUMMARY_KEYS = (
     "mia_auc_loss", "mia_auc_zlib", "mia_auc_mink", "mia_auc_minkpp", "privleak",
     "exact_memorization", "extraction_strength", "verbmem_rouge", "knowmem_rouge",
     "familiarity_completion", "familiarity_probability",
+    "forget_perplexity", "retain_perplexity", "holdout_perplexity",
     "forget_accuracy", "forget_unique_accuracy", "forget_shared_accuracy", "forget_inferred_accuracy",
     "retain_accuracy", "retain_unique_accuracy", "retain_shared_accuracy", "retain_inferred_accuracy",
     "general_accuracy", "saga_accuracy",
@@ -90,6 +98,7 @@ class EvalConfig:
     verbmem_prefix_tokens: int = 32
     verbmem_max_new_tokens: int = 64
     verbmem_max_docs: int = 100  # first N forget documents (0: all)
+    document_max_docs: int = 100  # per split, evenly spaced, for perplexity and document MIA (0: all)
     familiarity_max_new_tokens: int = 32
     chat_template: bool = False  # wrap questions in the tokenizer's chat template
     # Fact kinds that must be forgotten: forget quality, forget TR/prob/ROUGE, memorization,
@@ -110,6 +119,8 @@ class EvalConfig:
             raise UserError(f"mink_k must be in (0, 1], got {self.mink_k}")
         if self.privleak_attack not in mia.ATTACKS:
             raise UserError(f"privleak_attack must be one of {mia.ATTACKS}, got {self.privleak_attack!r}")
+        if self.document_max_docs < 0:
+            raise UserError(f"document_max_docs must be >= 0, got {self.document_max_docs}")
         for name in ("max_new_tokens", "verbmem_prefix_tokens", "verbmem_max_new_tokens", "familiarity_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -141,7 +152,8 @@ class Reference:
         if config.get("forget") != forget:
             raise UserError(f"{where} is for forget split {config.get('forget')!r}, not {forget!r}")
         trs = result["per_item"].get("forget_truth_ratio")
-        if not isinstance(trs, dict) or not trs:
+        # empty only where the split has no QA item to score (a text world): no forget quality then
+        if not isinstance(trs, dict) or (not trs and config.get("forget_target_count") != 0):
             raise UserError(f"{where} holds no per-item forget truth ratios")
         summary = result["summary"]
         return cls(
@@ -177,8 +189,9 @@ def select_items(world: World, forget: str) -> dict[str, list[dict]]:
             selected[role] = []
             continue
         items = world.qa_for(split)
-        if role in REQUIRED_ROLES and not items:
-            raise UserError(f"split {split!r} of world {world.root} has no QA items")
+        # a split without QA items is still graded by its documents (text worlds)
+        if role in REQUIRED_ROLES and not items and not world.docs_for(world.split_sources(split)):
+            raise UserError(f"split {split!r} of world {world.root} has no QA items and no documents")
         selected[role] = items
     forget_ids = {q["id"] for q in selected["forget"]}
     overlap = forget_ids & {q["id"] for q in selected["retain"]}
@@ -246,6 +259,21 @@ def _verbmem_docs(world: World, tokenizer, forget: str, config: EvalConfig) -> l
     return out
 
 
+def _evaluation_docs(world: World, split: str, limit: int) -> list[dict]:
+    """Documents of ``split`` with text, at most ``limit`` (0: all) spread evenly over the split."""
+    if split not in world.splits:
+        return []
+    docs = [d for d in world.docs_for(world.split_sources(split)) if str(d["text"]).strip()]
+    if limit and len(docs) > limit:
+        docs = [docs[i * len(docs) // limit] for i in range(limit)]
+    return docs
+
+
+def _perplexity(scores: list[TokenScores]) -> float | None:
+    tokens = sum(s.n_tokens for s in scores)
+    return float(math.exp(sum(s.nll_sum for s in scores) / tokens)) if tokens else None
+
+
 def evaluate(
     model,
     tokenizer,
@@ -287,6 +315,10 @@ def evaluate(
     probability_prompts = [p for p in world.prompts if p.get("type") == "probability" and p.get("target_terms")]
     probe_handles = [[requests.add(p["prompt"], fam.term_continuation(p["prompt"], t)) for t in p["target_terms"]]
                      for p in probability_prompts]
+    # whole documents (empty prompt): perplexity, and MIA where no QA items can be scored
+    doc_splits = {"forget": forget, "retain": "retain", "holdout": "holdout"}
+    documents = {role: _evaluation_docs(world, split, config.document_max_docs) for role, split in doc_splits.items()}
+    doc_handles = {role: [requests.add("", str(d["text"])) for d in docs] for role, docs in documents.items()}
     scoring = ScoringConfig(batch_size=config.batch_size, padding_side=config.padding_side, minkpp=True,
                             add_special_tokens=add_special)
     scores: list[TokenScores] = score_continuations(model, tokenizer, requests.pairs, scoring)
@@ -359,8 +391,10 @@ def evaluate(
 
     forget_ids = [str(q["id"]) for q in targets["forget"]]
     forget_trs = np.array([per_item["qa"]["forget"][i]["truth_ratio"] for i in forget_ids])
-    summary["forget_truth_ratio"] = truth_ratio.forget_truth_ratio(forget_trs)
-    summary["retain_truth_ratio"] = truth_ratio.retain_truth_ratio(tr_by_role["retain"])
+    if forget_ids:
+        summary["forget_truth_ratio"] = truth_ratio.forget_truth_ratio(forget_trs)
+    if "retain" in tr_by_role:
+        summary["retain_truth_ratio"] = truth_ratio.retain_truth_ratio(tr_by_role["retain"])
     if "general" in tr_by_role:
         summary["general_truth_ratio"] = truth_ratio.retain_truth_ratio(tr_by_role["general"])
     per_item["forget_truth_ratio"] = {i: float(t) for i, t in zip(forget_ids, forget_trs)}
@@ -378,28 +412,46 @@ def evaluate(
         em.append(memorization.exact_memorization(flags))
         es.append(memorization.extraction_strength(flags))
         per_item["qa"]["forget"][item_id].update(exact_memorization=em[-1], extraction_strength=es[-1])
-    summary["exact_memorization"] = float(np.mean(em))
-    summary["extraction_strength"] = float(np.mean(es))
+    summary["exact_memorization"] = _mean(em)
+    summary["extraction_strength"] = _mean(es)
 
     # KnowMem (MUSE): ROUGE-L recall of the greedy answer against the short key fact
     summary["knowmem_rouge"] = _mean(
         qa.rouge_l_recall(qa.first_line(generated[("forget", str(q["id"]))]), qa.answer_value(q),
                           config.rouge_use_stemmer) for q in targets["forget"])
 
-    # membership inference: forget answers (members) vs holdout answers (non-members)
-    mia_rows: dict[str, dict[str, dict[str, float]]] = {}
-    for role in ("forget", "holdout"):
-        mia_rows[role] = {}
-        for q in targets[role]:
-            s = scores[handles[role][str(q["id"])]["answer"]]
-            mia_rows[role][str(q["id"])] = mia.attack_scores(s.avg_nll, qa_continuation(q["answer"]), s.logprobs,
-                                                            s.minkpp, config.mink_k)
+    # membership inference: forget answers (members) vs holdout answers (non-members);
+    # without QA items on both sides, forget documents vs holdout documents
+    mia_rows: dict[str, dict[str, dict[str, float]]] = {"forget": {}, "holdout": {}}
+    mia_unit = None
+    if targets["forget"] and targets["holdout"]:
+        mia_unit = "qa"
+        for role in ("forget", "holdout"):
+            for q in targets[role]:
+                s = scores[handles[role][str(q["id"])]["answer"]]
+                mia_rows[role][str(q["id"])] = mia.attack_scores(s.avg_nll, qa_continuation(q["answer"]), s.logprobs,
+                                                                s.minkpp, config.mink_k)
+    elif documents["forget"] and documents["holdout"]:
+        mia_unit = "documents"
+        for role in ("forget", "holdout"):
+            for doc, handle in zip(documents[role], doc_handles[role]):
+                s = scores[handle]
+                mia_rows[role][str(doc["doc_id"])] = mia.attack_scores(s.avg_nll, str(doc["text"]), s.logprobs,
+                                                                      s.minkpp, config.mink_k)
     per_item["mia"] = mia_rows
     aucs: dict[str, float | None] = {name: None for name in mia.ATTACKS}
-    if mia_rows["holdout"]:
+    if mia_rows["forget"] and mia_rows["holdout"]:
         aucs = mia.attack_aucs(list(mia_rows["forget"].values()), list(mia_rows["holdout"].values()))
     for name, value in aucs.items():
         summary[f"mia_auc_{name}"] = value
+
+    # perplexity of whole documents per split
+    per_item["documents"] = {}
+    for role, docs in documents.items():
+        doc_scores = [scores[h] for h in doc_handles[role]]
+        per_item["documents"][role] = {str(d["doc_id"]): {"avg_nll": s.avg_nll, "n_tokens": s.n_tokens}
+                                       for d, s in zip(docs, doc_scores)}
+        summary[f"{role}_perplexity"] = _perplexity(doc_scores)
 
     # verbatim memorization of forget documents
     verbmem_rows = {}
@@ -434,7 +486,8 @@ def evaluate(
             raise UserError(f"reference {reference.path or ''} lacks truth ratios for {len(missing)} forget item(s), "
                             f"e.g. {missing[0]!r}: it was computed on other QA items")
         ref_trs = [reference.forget_truth_ratio[i] for i in forget_ids]
-        summary["forget_quality"] = truth_ratio.forget_quality(forget_trs, ref_trs)
+        if forget_ids:
+            summary["forget_quality"] = truth_ratio.forget_quality(forget_trs, ref_trs)
         ref_auc = reference.mia_auc.get(config.privleak_attack)
         own_auc = summary[f"mia_auc_{config.privleak_attack}"]
         if ref_auc is not None and own_auc is not None and ref_auc > 0:
@@ -462,6 +515,8 @@ def evaluate(
             "privleak_attack": config.privleak_attack,
             "counts": {role: len(items[role]) for role in ROLES},
             "forget_target_count": len(targets["forget"]),
+            "mia_unit": mia_unit,
+            "document_counts": {role: len(docs) for role, docs in documents.items()},
             "holdout_target_count": len(targets["holdout"]),
             "obliviate_version": obliviate.__version__,
             "cache_key": eval_cache_key(model_fingerprint, world.fingerprint, forget, config),

@@ -18,10 +18,15 @@ COLUMNS = ("auc", "tpr_at_fpr_0.1", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001", "flip
 
 def format_table(result: dict) -> str:
     """A fixed-width table of the experiment's rows (``-`` where a column does not apply)."""
-    lines = [f"{'unlearning':18s} " + " ".join(f"{c.replace('tpr_at_fpr_', 'tpr@'):>14s}" for c in COLUMNS)]
+    lines = [f"{'unlearning':18s} {'auc 95% CI':>14s} {'auc-none 95% CI':>16s} "
+             + " ".join(f"{c.replace('tpr_at_fpr_', 'tpr@'):>14s}" for c in COLUMNS)]
     for name, row in result["results"].items():
+        interval = row.get("auc_ci95")
+        difference = row.get("auc_minus_none_ci95")
         cells = [f"{row[c]:14.3f}" if isinstance(row.get(c), float) else f"{'-':>14s}" for c in COLUMNS]
-        lines.append(f"{name:18s} " + " ".join(cells))
+        lines.append(f"{name:18s} " + (f"{interval[0]:6.3f}-{interval[1]:<7.3f}" if interval else f"{'-':>14s}")
+                     + " " + (f"{difference[0]:+7.3f},{difference[1]:+7.3f} " if difference else f"{'-':>16s}")
+                     + " " + " ".join(cells))
     return "\n".join(lines)
 
 

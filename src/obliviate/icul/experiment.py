@@ -29,7 +29,8 @@ import torch
 
 from obliviate.config import config_to_dict
 from obliviate.errors import UserError
-from obliviate.icul.lira import AttackSummary, lira_forget, logit_stability, summarize, balanced_keep
+from obliviate.icul.lira import (AttackSummary, balanced_keep, bootstrap_aucs, lira_forget, logit_stability,
+                                 percentile_interval, summarize)
 from obliviate.icul.models import (FinetuneConfig, PretrainConfig, TinyLlamaSpec, encode_sequences, finetune,
                                    pretrain_base, train_tokenizer_for, LabelledSequence)
 from obliviate.icul.prompts import MODES, IculPromptConfig, build_context
@@ -55,6 +56,7 @@ class IculExperimentConfig:
     shots: list[int] = field(default_factory=lambda: [2, 4, 6])
     modes: list[str] = field(default_factory=lambda: ["flip", "correct", "random"])
     fix_variance: bool = True
+    bootstrap: int = 1000                    # resamples of the points for the AUC's 95% interval (0: none)
     seed: int = 0
     batch_size: int = 32
     model: TinyLlamaSpec = field(default_factory=TinyLlamaSpec)
@@ -226,12 +228,15 @@ def run_experiment(data: ClassificationData, config: IculExperimentConfig = Icul
     plain_pred = plain.argmax(-1)
     test_pred = test_plain.argmax(-1)
 
-    def attack(unlearned_phi: np.ndarray) -> AttackSummary:
+    statistics: dict[str, np.ndarray] = {}
+
+    def attack(name: str, unlearned_phi: np.ndarray) -> AttackSummary:
         game = lira_forget(np.where(keep, unlearned_phi, plain_phi), plain_phi, keep, config.fix_variance)
+        statistics[name] = game.statistic
         return summarize(game.member, game.statistic)
 
     results: dict[str, dict] = {}
-    baseline = attack(plain_phi).as_dict()
+    baseline = attack("none", plain_phi).as_dict()
     baseline.update({"test_accuracy": float((test_pred == y_test[None, :]).mean()),
                      "member_accuracy": float((plain_pred == y_pop[None, :])[keep].mean()),
                      "nonmember_accuracy": float((plain_pred == y_pop[None, :])[~keep].mean()),
@@ -240,7 +245,7 @@ def run_experiment(data: ClassificationData, config: IculExperimentConfig = Icul
     results["none"] = baseline
     for mode, shots in variants:
         unl_phi = phi(unlearned[(mode, shots)], y_pop)
-        row = attack(unl_phi).as_dict()
+        row = attack(f"{mode}_s{shots}", unl_phi).as_dict()
         unl_pred = np.nan_to_num(unlearned[(mode, shots)], nan=0.0).argmax(-1)
         ctrl = np.nan_to_num(control[(mode, shots)], nan=0.0).argmax(-1)
         paired_test_pred = test_pred[:, control_index]
@@ -253,11 +258,19 @@ def run_experiment(data: ClassificationData, config: IculExperimentConfig = Icul
         results[f"{mode}_s{shots}"] = row
     if config.gradient_ascent.enabled:
         ga_phi = phi(ga, y_pop)
-        row = attack(ga_phi).as_dict()
+        row = attack("gradient_ascent", ga_phi).as_dict()
         row.update({"flip_rate_forget": float((np.nan_to_num(ga, nan=0.0).argmax(-1) != plain_pred)[keep].mean()),
                     "test_accuracy": float(np.mean(ga_test_correct)),
                     "mean_phi_unlearned": float(ga_phi[keep].mean())})
         results["gradient_ascent"] = row
+    if config.bootstrap:
+        # 95% intervals of each AUC and of its paired difference from no unlearning (same resampled points)
+        samples = bootstrap_aucs(keep, statistics, config.bootstrap, config.seed)
+        for name, row in results.items():
+            row["auc_ci95"] = list(percentile_interval(samples[name]))
+            if name != "none":
+                row["auc_minus_none"] = row["auc"] - results["none"]["auc"]
+                row["auc_minus_none_ci95"] = list(percentile_interval(samples[name] - samples["none"]))
     return {
         "config": config_to_dict(config),
         "results": results,

@@ -7,7 +7,8 @@ are kept equal to the frozen reference's (MSE). Only parameters whose name match
 
 The decoder layers are found generically: ``layers_path`` if given (e.g.
 ``transformer.h``), else ``model.get_decoder().layers``, else the longest
-``nn.ModuleList`` holding ``config.num_hidden_layers`` modules.
+``nn.ModuleList`` holding ``config.num_hidden_layers`` modules; the MLP is the layer's
+``mlp`` child (or ``feed_forward``, ``ffn``...; none: the whole layer trains).
 """
 
 from __future__ import annotations
@@ -72,10 +73,22 @@ def find_decoder_layers(model, layers_path: str | None = None) -> tuple[str, tor
     return name, layers
 
 
-def default_param_regex(layers_name: str, layer: int, lora: bool = False) -> str:
-    """MLPs of layers l-2..l; with LoRA, every adapter weight in those layers."""
+# names architectures give a decoder layer's feed-forward block (Llama/GPT-2/NeoX/Qwen2/Mistral: mlp)
+MLP_NAMES = ("mlp", "feed_forward", "ffn", "block_sparse_moe")
+
+
+def mlp_name(layer_module: torch.nn.Module) -> str | None:
+    """The child of a decoder layer that holds its MLP, or None (e.g. OPT's fc1/fc2 sit in the layer)."""
+    children = {name for name, _ in layer_module.named_children()}
+    return next((name for name in MLP_NAMES if name in children), None)
+
+
+def default_param_regex(layers_name: str, layer: int, lora: bool = False, mlp: str | None = "mlp") -> str:
+    """MLPs (child ``mlp``) of layers l-2..l; with LoRA or without an MLP child, every weight
+    (adapter weight) in those layers."""
     indices = "|".join(str(i) for i in range(max(0, layer - 2), layer + 1))
-    return rf"^{re.escape(layers_name)}\.({indices})\." + ("" if lora else r"mlp\.")
+    inner = "" if lora or mlp is None else rf"{re.escape(mlp)}\."
+    return rf"^{re.escape(layers_name)}\.({indices})\." + inner
 
 
 def control_vector(hidden_size: int, seed: int) -> torch.Tensor:
@@ -191,7 +204,8 @@ class RMU(TrainerMethod):
 
     def prepare_model(self, model, task: UnlearnTask):
         name, layer = self.resolve_layer(model)
-        pattern_text = self.config.param_regex or default_param_regex(name, layer, lora=self.config.lora)
+        mlp = mlp_name(find_decoder_layers(model, self.config.layers_path)[1][layer])
+        pattern_text = self.config.param_regex or default_param_regex(name, layer, lora=self.config.lora, mlp=mlp)
         try:
             pattern = re.compile(pattern_text)
         except re.error as exc:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 
@@ -29,10 +29,17 @@ def build_task(
     retain_split: str = "retain",
 ) -> UnlearnTask:
     """What to forget (QA items and documents of the ``forget`` split's sources) and what
-    to keep (those of the ``retain`` split, minus any forget source)."""
+    to keep (those of the ``retain`` split, minus any forget source).
+
+    A text world (``obliviate world --from-text``) may have no QA items: its forget split
+    needs documents instead, and the methods train on documents (see ``text_world_defaults``).
+    """
     forget_sources = world.split_sources(forget)
     forget_items = world.qa_for(forget)
-    if not forget_items:
+    text_world = getattr(world, "manifest", {}).get("kind") == "text"
+    if text_world and not forget_items and not world.docs_for(forget_sources):
+        raise UserError(f"forget split {forget!r} of world {world.root} has no documents")
+    if not text_world and not forget_items:
         raise UserError(f"forget split {forget!r} of world {world.root} has no QA items")
     if retain_split in world.splits:
         retain_sources = world.split_sources(retain_split) - forget_sources
@@ -53,6 +60,23 @@ def build_task(
         seed=seed,
         reference_path=None if reference_path is None else Path(reference_path),
     )
+
+
+def text_world_defaults(config, task: UnlearnTask, overrides: dict[str, Any]):
+    """Train on documents where a side of the task has no QA items (a text world), unless
+    the user chose ``forget_data`` / ``retain_data`` with ``--set``."""
+    import dataclasses
+    import logging
+
+    changes = {}
+    for field, items in (("forget_data", task.forget_items), ("retain_data", task.retain_items)):
+        if hasattr(config, field) and field not in overrides and getattr(config, field) == "qa" and not items:
+            changes[field] = "docs"
+    if changes:
+        logging.getLogger(__name__).info("no QA items: training on documents (%s)",
+                                         ", ".join(f"{k}=docs" for k in changes))
+        config = dataclasses.replace(config, **changes)
+    return config
 
 
 def _eval_path(out_dir: Path) -> Path:
@@ -94,14 +118,21 @@ def run_unlearning(
     reference_json: str | os.PathLike | None = None,
     ref_model: str | os.PathLike | None = None,
     device: str | None = None,
+    callbacks: list | None = None,
+    dtype: str | None = None,
+    device_map: str | None = None,
 ) -> dict:
     """Unlearn ``forget`` from the model at ``model_path`` with ``method`` and save it to ``out_dir``.
 
     ``overrides`` are ``--set`` values for the method's config. With ``evaluate`` the result
     is graded against the retain model (``retain_model``, a cached ``reference_json``, or the
     ``retain`` model next to ``model_path``). ``ref_model`` replaces the frozen reference
-    that NPO/IdkDPO/RMU/KL compare to (default: the starting model). Returns a summary
-    dict: ``{"method", "model", "steps", "eval", "summary"}``.
+    that NPO/IdkDPO/RMU/KL compare to (default: the starting model). ``callbacks`` are extra
+    HF ``TrainerCallback``s for the method's fine-tuning (WHP and the methods built on
+    ``obliviate.methods.trainer``; methods that do not train ignore them), e.g. a
+    ``obliviate.whp.curve.FamiliarityCurve``. Returns a summary
+    dict: ``{"method", "model", "steps", "eval", "summary"}``. ``dtype`` (auto, float32,
+    bfloat16, float16) and ``device_map`` (e.g. ``auto``) are passed to ``load_model``.
     """
     from accelerate import PartialState
 
@@ -114,7 +145,9 @@ def run_unlearning(
     config = apply_overrides(method_class.config_class(), overrides or {})
     world = load_world(world_dir)
     task = build_task(world, forget, out_dir=out_dir, seed=getattr(config, "seed", 0), reference_path=ref_model)
-    model, tokenizer = load_model_and_tokenizer(model_path, device=device)
+    config = text_world_defaults(config, task, overrides or {})
+    task.extras["callbacks"] = list(callbacks or [])
+    model, tokenizer = load_model_and_tokenizer(model_path, device=device, dtype=dtype, device_map=device_map)
     runner = method_class(config)
     model = runner.unlearn(model, tokenizer, task)
 
@@ -163,6 +196,11 @@ def unlearn_command(
     ref_model: Optional[Path] = typer.Option(None, "--ref-model",
                                              help="Frozen reference for NPO/IdkDPO/RMU/KL (default: the starting model)."),
     device: Optional[str] = typer.Option(None, "--device", help="torch device for loading and evaluation (training picks its own)."),
+    # Annotated options keep plain Python defaults: unlearn_command(...) called from Python works too
+    dtype: Annotated[str, typer.Option("--dtype", help="Weights dtype: auto (the checkpoint's), float32, bfloat16 "
+                                                       "or float16.")] = "auto",
+    device_map: Annotated[Optional[str], typer.Option("--device-map", help="accelerate device map for big models, "
+                                                                           "e.g. auto (instead of --device).")] = None,
 ) -> dict:
     """Make a model forget a split of a world with a post-hoc unlearning method."""
     from obliviate.config import parse_assignments
@@ -170,7 +208,8 @@ def unlearn_command(
     if retain_model is not None and reference is not None:
         raise UserError("give either --retain-model or --reference, not both")
     result = run_unlearning(method, model, world, forget, out, parse_assignments(set_), evaluate=eval_,
-                            retain_model=retain_model, reference_json=reference, ref_model=ref_model, device=device)
+                            retain_model=retain_model, reference_json=reference, ref_model=ref_model, device=device,
+                            dtype=dtype, device_map=device_map)
     if result["main_process"]:
         typer.echo(f"{method}: {result['steps']} steps -> {result['model']}")
     if result["summary"] is not None:

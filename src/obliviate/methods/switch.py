@@ -15,7 +15,10 @@ log = logging.getLogger(__name__)
 @dataclass
 class SwitchConfig:
     inference_mode: str = "route"        # route | backbone | all (mode saved with the unlearned model)
-    route_forgotten: str = "backbone"    # route mode, query nearest to a forgotten source: backbone | nearest
+    # route mode, query nearest to a forgotten source: all (every surviving sink) | backbone | nearest;
+    # unless the nearest surviving source is at least route_shared_ratio as similar (shared knowledge)
+    route_forgotten: str = "all"
+    route_shared_ratio: float = 0.75
     fit_router: bool = True              # fit the router from the task's documents if the model has none
 
 
@@ -44,7 +47,8 @@ class SwitchMethod(UnlearningMethod):
                 model.fit_router(texts, tokenizer)
         started = time.perf_counter()
         ids = model.check_sources(task.forget_sources)   # unknown ids: UserError, nothing changed
-        model.set_inference_mode(self.config.inference_mode, route_forgotten=self.config.route_forgotten)
+        model.set_inference_mode(self.config.inference_mode, route_forgotten=self.config.route_forgotten,
+                                 route_shared_ratio=self.config.route_shared_ratio)
         model.forget(ids)
         self.last_switch_seconds = time.perf_counter() - started
         log.info("switched off %d sources in %.3f ms", len(task.forget_sources), 1e3 * self.last_switch_seconds)

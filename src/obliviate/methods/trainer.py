@@ -340,6 +340,7 @@ class TrainerMethod(UnlearningMethod):
         if not any(p.requires_grad for p in model.parameters()):
             raise UserError(f"{self.name}: no trainable parameters")
         callbacks = [UnlearnProgress(f"{self.name}")] if config.progress else []
+        callbacks += list(task.extras.get("callbacks", ()))  # the caller's (run_unlearning(callbacks=...))
         if config.stop_truth_ratio is not None:
             if not task.forget_items:
                 raise UserError("stop_truth_ratio needs QA items of the forget split to score")

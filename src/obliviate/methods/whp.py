@@ -3,11 +3,14 @@
 ``obliviate unlearn --method whp --forget saga ...``: reinforce the model on the
 target documents, translate anchored terms into generic alternatives block by
 block, build generic labels and fine-tune the model on them. Everything lives in
-``obliviate.whp``; this module only resolves the task's inputs.
+``obliviate.whp``; this module only resolves the task's inputs. Without a dictionary
+(``--set anchors_path=FILE`` or the world's anchors.json, as in a text world), automatic
+discovery proposes one and writes it to ``OUT.anchors.json`` for a person to edit and reuse.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from obliviate.errors import UserError
@@ -15,6 +18,8 @@ from obliviate.methods.registry import UnlearningMethod, UnlearnTask, register
 from obliviate.whp.anchors import AnchorDict, load_anchors, validate_anchors
 from obliviate.whp.config import WHPConfig
 from obliviate.whp.pipeline import load_reinforced, run_whp
+
+log = logging.getLogger(__name__)
 
 
 def read_text_files(paths) -> list[str]:
@@ -43,23 +48,51 @@ def target_texts(task: UnlearnTask, config: WHPConfig) -> list[str]:
     return texts
 
 
+def _world_anchors(task: UnlearnTask) -> dict | None:
+    return getattr(task.world, "anchors", None) if task.world is not None else None
+
+
+def discovers_anchors(task: UnlearnTask, config: WHPConfig) -> bool:
+    """Whether the dictionary comes from automatic discovery: no ``anchors_path``, no
+    world dictionary, and discovery not switched off (``auto_anchors=false``)."""
+    return not config.anchors_path and not _world_anchors(task) and config.auto_anchors is not False
+
+
+def proposed_anchors_path(task: UnlearnTask) -> Path | None:
+    """Where a discovered dictionary is written: ``OUT.anchors.json`` next to the output model."""
+    if task.out_dir is None:
+        return None
+    out = Path(task.out_dir)
+    return out.with_name(out.name + ".anchors.json")
+
+
 def task_anchors(task: UnlearnTask, config: WHPConfig, model, tokenizer, texts, reinforced) -> AnchorDict:
     if config.anchors_path:
         return load_anchors(config.anchors_path)
-    world_anchors = getattr(task.world, "anchors", None) if task.world is not None else None
+    world_anchors = _world_anchors(task)
     if world_anchors:
         return validate_anchors(world_anchors, where="the world's anchors.json")
-    if config.auto_anchors:
-        from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
+    if not discovers_anchors(task, config):
+        raise UserError("no anchored-term dictionary: the world has no anchors.json and auto_anchors=false; pass "
+                        "--set anchors_path=FILE (see `obliviate whp anchors`)")
+    from obliviate.io import atomic_write_json
+    from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
 
-        generic = [doc["text"] for doc in task.retain_docs]
-        found = discover_anchors(model, reinforced, tokenizer, texts, generic,
-                                 DiscoveryConfig(top=config.auto_anchors_top, block_size=config.block_size))
-        if not found.anchors:
-            raise UserError("anchored-term discovery found no term specific to the target")
-        return found.anchors
-    raise UserError("no anchored-term dictionary: the world has no anchors.json; pass --set anchors_path=FILE "
-                    "(see `obliviate whp anchors`) or --set auto_anchors=true")
+    generic = [doc["text"] for doc in task.retain_docs]
+    found = discover_anchors(model, reinforced, tokenizer, texts, generic,
+                             DiscoveryConfig(top=config.auto_anchors_top, block_size=config.block_size))
+    if not found.anchors:
+        raise UserError("no anchored-term dictionary: the world has no anchors.json and automatic discovery found "
+                        "no term specific to the target; pass --set anchors_path=FILE")
+    # a person can edit the proposal and reuse it with --set anchors_path=FILE
+    path = proposed_anchors_path(task)
+    if path is not None:
+        atomic_write_json(path, found.anchors)
+    log.warning("WHP: no anchored-term dictionary given, automatic discovery proposed %d terms (%s)%s",
+                len(found.anchors), ", ".join(list(found.anchors)[:5]) + (", ..." if len(found.anchors) > 5 else ""),
+                f"; written to {path} (edit it and pass --set anchors_path={path})" if path else "")
+    task.extras["whp_discovered_anchors"] = found.anchors
+    return found.anchors
 
 
 @register
@@ -76,7 +109,7 @@ class WHP(UnlearningMethod):
         reinforced = None
         if config.reinforced_model_path:
             reinforced = load_reinforced(config.reinforced_model_path, model, tokenizer)
-        if reinforced is None and config.auto_anchors and not config.anchors_path:
+        if reinforced is None and discovers_anchors(task, config):
             # discovery needs the reinforced model: train it once and reuse it below
             from obliviate.whp.training import reinforce
 
@@ -84,7 +117,8 @@ class WHP(UnlearningMethod):
                                       steps=config.reinforce_steps, lr=config.reinforce_lr,
                                       batch_size=config.batch_size, block_size=config.block_size, seed=seed)
         anchors = task_anchors(task, config, model, tokenizer, texts, reinforced)
-        model, reinforced, report = run_whp(model, tokenizer, texts, anchors, config, reinforced=reinforced, seed=seed)
+        model, reinforced, report = run_whp(model, tokenizer, texts, anchors, config, reinforced=reinforced, seed=seed,
+                                            callbacks=task.extras.get("callbacks", ()))
         if config.save_reinforced_path and not config.reinforced_model_path:
             from obliviate.models.loading import save_model
 

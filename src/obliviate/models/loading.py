@@ -29,17 +29,62 @@ def _check_model_dir(path: Path) -> None:
         raise UserError(f"{path} is not a Hugging Face model directory (no config.json)")
 
 
+# Files a saved tokenizer consists of (any one is enough for AutoTokenizer to try).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "vocab.txt",
+                   "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "tekken.json")
+
+
+def _has_tokenizer_files(path: Path) -> bool:
+    return any((path / name).is_file() for name in TOKENIZER_FILES) or any(path.glob("*.tiktoken"))
+
+
 def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     path = Path(path)
+    if path.is_dir() and not _has_tokenizer_files(path):
+        # AutoTokenizer would fall back to an EMPTY tokenizer for some model types (GPT-2)
+        raise UserError(f"no tokenizer in {path}: none of {', '.join(TOKENIZER_FILES[:4])}, ... is there; "
+                        "save the tokenizer next to the model (tokenizer.save_pretrained(DIR))")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, TypeError) as exc:
         raise UserError(f"no usable tokenizer in {path}: {str(exc).splitlines()[0]}") from None
+    if not set(tokenizer.get_vocab()) - set(tokenizer.all_special_tokens):
+        raise UserError(f"the tokenizer in {path} has an empty vocabulary (its vocabulary files are missing)")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+
+
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | str | None:
+    """``"auto"`` (the checkpoint's dtype), a torch dtype, or None (transformers' default: auto)."""
+    if dtype is None or isinstance(dtype, torch.dtype) or dtype == "auto":
+        return dtype
+    if dtype not in DTYPES:
+        raise UserError(f"unknown dtype {dtype!r}; valid: {', '.join(DTYPE_CHOICES)}")
+    return DTYPES[dtype]
+
+
+def check_dtype_runs(model, path: Path | str = "") -> None:
+    """A half-precision model on CPU runs one token forward: a torch build without fp16/bf16
+    CPU kernels fails here with a clear message instead of deep inside an evaluation."""
+    dtype = next(model.parameters()).dtype
+    devices = {p.device.type for p in model.parameters()}
+    if dtype not in (torch.float16, torch.bfloat16) or devices != {"cpu"}:
+        return
+    try:
+        with torch.inference_mode():
+            model(input_ids=torch.zeros((1, 1), dtype=torch.long))
+    except (RuntimeError, NotImplementedError) as exc:
+        name = str(dtype).replace("torch.", "")
+        raise UserError(f"{name} is not supported on CPU by this torch build ({str(exc).splitlines()[0]}); "
+                        f"load {path or 'the model'} with --dtype float32 (or bfloat16), or run on a GPU") from None
 
 
 def load_model(
@@ -60,9 +105,9 @@ def load_model(
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"cannot read model config in {path}: {str(exc).splitlines()[0]}") from None
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
-    if isinstance(dtype, str):
-        dtype = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}.get(dtype, dtype)
+    dtype = resolve_dtype(dtype)
+    if device is not None and device_map is not None:
+        raise UserError("give either a device or a device map, not both")
     if dtype is not None:
         kwargs["dtype"] = dtype
     if device_map is not None:
@@ -76,9 +121,15 @@ def load_model(
         raise UserError(f"cannot load model from {path}: {message}") from None
     except OSError as exc:
         raise UserError(f"cannot load model weights from {path}: {str(exc).splitlines()[0]}") from None
-    if device is not None and device_map is None:
+    except (ImportError, RuntimeError) as exc:
+        if device_map is None:
+            raise
+        # e.g. device_map="auto" without accelerate, or a map naming devices that are not there
+        raise UserError(f"cannot place {path} with device map {device_map!r}: {str(exc).splitlines()[0]}") from None
+    if device is not None:
         model.to(device)
     model.eval()
+    check_dtype_runs(model, path)
     return model
 
 

@@ -10,9 +10,12 @@ Inference modes (``set_inference_mode``, saved in the config):
 
 - ``route`` (default): each sequence goes to its nearest training source
   (``SourceRouter``: TF-IDF-weighted embedding centroids fitted by ``fit_router``).
-  If that source is forgotten the sequence runs backbone-only
-  (``route_forgotten="backbone"``), or goes to the nearest surviving source
-  (``route_forgotten="nearest"``, what ``exclude(ids)`` uses).
+  If that source is forgotten and the best surviving source is at least
+  ``route_shared_ratio`` as similar, the query is about knowledge other sources
+  share and goes to that source; otherwise it runs every surviving sink
+  (``route_forgotten="all"``, default: on tiny this matches the retrained model's
+  truth ratios best), backbone-only (``"backbone"``), or always goes to the nearest
+  surviving source (``"nearest"``, what ``exclude(ids)`` uses).
 - ``on``: one fixed source's sinks (``on(source)`` as a context manager).
 - ``backbone``: all sinks off; backbone units rescaled (below).
 - ``all``: every sink of a known, non-forgotten source, rescaled (below).
@@ -73,7 +76,7 @@ from obliviate.models.sink_hash import sink_membership
 log = logging.getLogger(__name__)
 
 INFERENCE_MODES = ("route", "on", "backbone", "all")
-ROUTE_FORGOTTEN = ("backbone", "nearest")
+ROUTE_FORGOTTEN = ("backbone", "nearest", "all")
 BACKBONE_SCALES = ("mean", "none")
 
 # Token states in a gate plan besides real (non-negative) source ids.
@@ -99,7 +102,12 @@ class SinkConfig(LlamaConfig):
     forgotten: list[int] | None = None       # sorted ids whose sinks are switched off
     inference_mode: str = "route"            # route | on | backbone | all
     inference_source: int | None = None      # the source of "on" mode
-    route_forgotten: str = "backbone"        # route mode, nearest source forgotten: backbone | nearest
+    route_forgotten: str = "all"             # route mode, nearest source forgotten: all | backbone | nearest
+    # ... unless the best surviving source is at least this fraction as similar: then the
+    # query is about knowledge other sources share (a city several authors mention) and
+    # goes to that source. Unique questions name the forgotten source (ratio ~0.4 on tiny),
+    # shared ones do not (>= 0.9). 0 routes every such query to the surviving source.
+    route_shared_ratio: float = 0.75
     router_size: int = 0                     # number of sources the fitted router knows
 
     def __post_init__(self, **kwargs):
@@ -158,7 +166,7 @@ def _check_knobs(knobs: Mapping) -> None:
         raise UserError("max_sources must be positive")
     if knobs.get("inference_mode", "route") not in INFERENCE_MODES:
         raise UserError(f"inference_mode must be one of {', '.join(INFERENCE_MODES)}")
-    if knobs.get("route_forgotten", "backbone") not in ROUTE_FORGOTTEN:
+    if knobs.get("route_forgotten", "all") not in ROUTE_FORGOTTEN:
         raise UserError(f"route_forgotten must be one of {', '.join(ROUTE_FORGOTTEN)}")
 
 
@@ -362,7 +370,16 @@ class SinkModel(SinkPreTrainedModel, LlamaModel):
                 routed = torch.full_like(routed, BACKBONE)
             return routed
         best = similarity.argmax(-1)
-        return torch.where(forgotten[best], torch.full_like(best, BACKBONE), sources[best])
+        fallback = torch.full_like(best, BACKBONE if self.config.route_forgotten == "backbone" else ALL_SINKS)
+        surviving = similarity.masked_fill(forgotten, float("-inf"))
+        nearest_surviving = surviving.argmax(-1)
+        best_similarity = similarity.gather(1, best[:, None])[:, 0]
+        shared = (surviving.gather(1, nearest_surviving[:, None])[:, 0]
+                  >= self.config.route_shared_ratio * best_similarity.clamp(min=0.0))
+        if bool(forgotten.all()):
+            shared = torch.zeros_like(shared)
+        routed = torch.where(shared, sources[nearest_surviving], fallback)
+        return torch.where(forgotten[best], routed, sources[best])
 
     def _token_sources(self, input_ids, inputs_embeds, attention_mask, source_ids, segments,
                        past_key_values, past_len) -> torch.Tensor:
@@ -526,7 +543,8 @@ class SinkForCausalLM(SinkPreTrainedModel, LlamaForCausalLM):
     def inference_mode(self) -> str:
         return self.config.inference_mode
 
-    def set_inference_mode(self, mode: str, source: int | None = None, route_forgotten: str | None = None) -> None:
+    def set_inference_mode(self, mode: str, source: int | None = None, route_forgotten: str | None = None,
+                           route_shared_ratio: float | None = None) -> None:
         """``route`` | ``on`` (needs ``source``) | ``backbone`` | ``all``; saved with the config."""
         if mode not in INFERENCE_MODES:
             raise UserError(f"unknown inference mode {mode!r}; valid: {', '.join(INFERENCE_MODES)}")
@@ -538,6 +556,10 @@ class SinkForCausalLM(SinkPreTrainedModel, LlamaForCausalLM):
             raise UserError(f"inference mode {mode!r} takes no source id")
         if route_forgotten is not None and route_forgotten not in ROUTE_FORGOTTEN:
             raise UserError(f"route_forgotten must be one of {', '.join(ROUTE_FORGOTTEN)}")
+        if route_shared_ratio is not None and not 0.0 <= route_shared_ratio:
+            raise UserError(f"route_shared_ratio must be >= 0, got {route_shared_ratio}")
+        if route_shared_ratio is not None:
+            self.config.route_shared_ratio = float(route_shared_ratio)
         self.config.inference_mode = mode
         self.config.inference_source = source
         if route_forgotten is not None:

@@ -17,7 +17,9 @@ class WHPConfig:
     spare_text_tokens: bool = True          # never forbid a token the original block itself uses
     # anchored terms
     anchors_path: str | None = None         # JSON {term: [alternatives]}; default: the world's anchors.json
-    auto_anchors: bool = False              # no dictionary given: discover one (obliviate.whp.discovery)
+    # no dictionary (anchors_path or the world's anchors.json): None/true discover one
+    # (obliviate.whp.discovery) and write it to OUT.anchors.json; false refuses instead
+    auto_anchors: bool | None = None
     auto_anchors_top: int = 30
     # target text
     target_paths: list[str] = field(default_factory=list)  # user text files replacing the forget documents

@@ -55,7 +55,8 @@ def load_reinforced(path: str | Path, base_model, tokenizer):
     """Load a saved reinforced model on the base model's device; UserError if it does not fit the base."""
     from obliviate.models.loading import load_model
 
-    reinforced = load_model(path, device=next(base_model.parameters()).device)
+    parameter = next(base_model.parameters())
+    reinforced = load_model(path, device=parameter.device, dtype=parameter.dtype)
     check_same_vocabulary(base_model, reinforced, tokenizer)
     saved_tokenizer = Path(path) / "tokenizer.json"
     if saved_tokenizer.is_file():
@@ -68,10 +69,11 @@ def load_reinforced(path: str | Path, base_model, tokenizer):
 
 
 def run_whp(model, tokenizer, texts: Sequence[str], anchors: Mapping[str, Sequence[str]], config: WHPConfig,
-            reinforced=None, seed: int = 0) -> tuple[object, object, WHPReport]:
+            reinforced=None, seed: int = 0, callbacks: Sequence = ()) -> tuple[object, object, WHPReport]:
     """Unlearn ``texts`` from ``model`` (modified in place). Returns (model, reinforced model, report).
 
     ``reinforced``: a model already trained on the target (else one is trained here).
+    ``callbacks``: HF ``TrainerCallback``s for the fine-tuning phase (e.g. a familiarity curve).
     """
     config.validate()
     anchors = validate_anchors(dict(anchors))
@@ -119,7 +121,7 @@ def run_whp(model, tokenizer, texts: Sequence[str], anchors: Mapping[str, Sequen
     phase = finetune_on_generic_labels(model, targets, tokenizer.pad_token_id, soft=config.soft_labels,
                                        epochs=config.finetune_epochs, steps=config.finetune_steps, lr=config.lr,
                                        batch_size=config.batch_size, seed=seed, weight_decay=config.weight_decay,
-                                       warmup_steps=config.warmup_steps)
+                                       warmup_steps=config.warmup_steps, callbacks=callbacks)
     report.finetune_steps, report.finetune_loss = phase.steps, phase.loss
     report.seconds["finetune"] = round(time.perf_counter() - timer, 2)
     log.info("WHP: %d blocks, %d anchor occurrences translated, %d positions, label agreement %.3f",

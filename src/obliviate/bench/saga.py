@@ -1,0 +1,160 @@
+"""The leaderboard's saga section: WHP's own target (the ``saga`` split, a book series).
+
+Every method is graded against the model retrained without the saga (``retain-saga``):
+familiarity (completion- and probability-based, from the evaluator), model utility,
+retain / general truth ratio, forget quality, and the cost of the deletion request as a
+ratio to that retraining. WHP runs with its default config; a second WHP run, fine-tuned
+for ``curve_steps`` steps from the same reinforced model, records familiarity every
+``curve_every`` steps (the WHP paper's figure), next to the full and retrained levels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from obliviate.bench.leaderboard import BenchConfig, _evaluate_dir, _fmt, _row, _save_figure, _sink_rows, \
+    training_seconds
+from obliviate.errors import UserError
+from obliviate.run import RunDir
+
+log = logging.getLogger(__name__)
+
+SAGA = "saga"
+SAGA_COLUMNS = (
+    ("familiarity_completion", "familiarity (completion)"), ("familiarity_probability", "familiarity (probability)"),
+    ("model_utility", "MU"), ("retain_truth_ratio", "retain TR"), ("general_truth_ratio", "general TR"),
+    ("forget_quality", "FQ"), ("forget_unique_accuracy", "saga QA acc"),
+)
+FAMILIARITY = (("familiarity_completion", "completion-based"), ("familiarity_probability", "probability-based"))
+
+
+def saga_section(run: RunDir, world, config: BenchConfig) -> dict:
+    """Train the saga-free retrain (or reuse it), run WHP and ``config.saga_methods`` on the
+    saga, grade them, and record WHP's familiarity curve. Returns the JSON section."""
+    from obliviate.eval.evaluator import EvalConfig
+    from obliviate.eval.reference import reference_for
+    from obliviate.methods.runner import run_unlearning
+    from obliviate.pipeline import train_run
+
+    if SAGA not in world.splits or not world.split_sources(SAGA):
+        raise UserError(f"world {world.root} has no saga split for WHP; run the bench with --no-whp")
+    trained = train_run(run.world_dir, run.root, forget=SAGA, overrides=config.train_overrides,
+                        progress=config.progress)
+    retrain = training_seconds(trained["retain"])
+    retrain_seconds = retrain["seconds"]
+    reference = reference_for(run.retain_model(SAGA), world, SAGA, EvalConfig())
+    rows = [
+        _row("full", SAGA, _evaluate_dir(run.full_model, world, SAGA, reference, run.eval_dir / "full-saga.json")
+             ["summary"], None, retrain_seconds, "reference"),
+        _row("retain", SAGA, _evaluate_dir(run.retain_model(SAGA), world, SAGA, reference,
+                                           run.eval_dir / "retain-saga.json")["summary"],
+             retrain_seconds, retrain_seconds, "gold standard"),
+    ]
+    reinforced = run.model_dir("whp-reinforced-saga")
+    for method in ("whp", *config.saga_methods):
+        overrides = dict(config.method_overrides.get(method, {}))
+        if method == "whp":
+            overrides["save_reinforced_path"] = str(reinforced)  # the curve run reuses it
+        out = run.model_dir(f"{method}-saga")
+        started = time.perf_counter()
+        result = run_unlearning(method, run.full_model, run.world_dir, SAGA, out, overrides=overrides, evaluate=False)
+        seconds = time.perf_counter() - started
+        evaluation = _evaluate_dir(out, world, SAGA, reference, run.eval_dir / f"{method}-saga.json")
+        rows.append(_row(method, SAGA, evaluation["summary"], seconds, retrain_seconds, "post-hoc"))
+        rows[-1]["steps"] = result.get("steps")
+        log.info("%s on the saga: %s steps in %.1fs", method, result.get("steps"), seconds)
+    if config.sinks:
+        rows.extend(_sink_rows(run, world, SAGA, reference, config, retrain_seconds))
+    whp_row = next(r for r in rows if r["method"] == "whp")
+    curve = familiarity_curve(run, world, reinforced, config, whp_row)
+    return {"retrain": retrain, "rows": rows, "familiarity_curve": curve}
+
+
+def familiarity_curve(run: RunDir, world, reinforced: Path, config: BenchConfig, whp_row: dict) -> dict:
+    """WHP fine-tuned for ``config.curve_steps`` steps (otherwise its default config, same
+    reinforced model), probed every ``config.curve_every`` steps; the full and saga-free
+    models' levels are probed the same way."""
+    from obliviate.methods.runner import run_unlearning
+    from obliviate.models.loading import load_model, load_model_and_tokenizer
+    from obliviate.whp.curve import FamiliarityCurve, FamiliarityProbe
+
+    full, tokenizer = load_model_and_tokenizer(run.full_model)
+    probe = FamiliarityProbe(world, tokenizer)
+    levels = {"full": probe.measure(full), "retain": probe.measure(load_model(run.retain_model(SAGA)))}
+    del full
+    curve = FamiliarityCurve(probe, config.curve_every, points=[{"step": 0, **levels["full"]}])
+    overrides = {**config.method_overrides.get("whp", {}), "reinforced_model_path": str(reinforced),
+                 "finetune_steps": str(config.curve_steps)}
+    started = time.perf_counter()
+    run_unlearning("whp", run.full_model, run.world_dir, SAGA, run.model_dir("whp-curve-saga"), overrides=overrides,
+                   evaluate=False, callbacks=[curve])
+    return {
+        "method": "whp", "overrides": overrides, "steps": config.curve_steps, "every": config.curve_every,
+        "points": curve.points, "levels": levels,
+        "default_run": {"steps": whp_row.get("steps"), **{k: whp_row.get(k) for k, _ in FAMILIARITY}},
+        "seconds": round(time.perf_counter() - started, 2), "probe_seconds": round(curve.probe_seconds, 2),
+    }
+
+
+def render_saga_markdown(saga: dict) -> list[str]:
+    curve = saga["familiarity_curve"]
+    lines = ["## saga (WHP's target)", "",
+             "Every method unlearns the whole saga (a fictional book series) from the full model and is graded "
+             "against the model retrained without it (`retain`). Familiarity: completion-based (greedy completions "
+             "of saga-flavoured prompts graded 0-3 by the world's judge, score (5·#3 + #2)/N, 0 = no saga "
+             "knowledge) and probability-based (probability mass on saga-specific continuations). "
+             "TR = truth ratio (retain / general: mean(max(0, 1 - TR)), higher = better kept). WHP runs with its "
+             "default config (alpha = 5, hard labels); its cost includes training the reinforced model.", "",
+             "| method | " + " | ".join(h for _, h in SAGA_COLUMNS) + " | seconds | cost vs retrain |",
+             "|---" * (len(SAGA_COLUMNS) + 3) + "|"]
+    for row in saga["rows"]:
+        cells = [_fmt(row.get(k)) for k, _ in SAGA_COLUMNS] + [_fmt(row["seconds"]), _fmt(row["cost_vs_retrain"])]
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+    steps = [p["step"] for p in curve["points"]]
+    lines += ["", "### Familiarity over WHP fine-tuning steps", "",
+              f"WHP with its default config except {curve['steps']} fine-tuning steps (the default run above "
+              f"stopped after {curve['default_run']['steps']}), from the same reinforced model; measured every "
+              f"{curve['every']} steps (plots/familiarity_curves.png).", "",
+              "| familiarity | " + " | ".join(f"step {s}" for s in steps) + " | full model | retrained without saga |",
+              "|---" * (len(steps) + 3) + "|"]
+    for key, name in FAMILIARITY:
+        lines.append(f"| {name} | " + " | ".join(_fmt(p.get(key)) for p in curve["points"])
+                     + f" | {_fmt(curve['levels']['full'].get(key))} | {_fmt(curve['levels']['retain'].get(key))} |")
+    lines.append("")
+    return lines
+
+
+def familiarity_plot(curve: dict, path: Path) -> Path | None:
+    """Both familiarities vs WHP fine-tuning steps, the full and saga-free levels as
+    horizontal lines, the default WHP run as a star."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    drawn = False
+    for ax, (key, name) in zip(axes, FAMILIARITY):
+        points = [p for p in curve["points"] if p.get(key) is not None]
+        if not points:
+            continue
+        ax.plot([p["step"] for p in points], [p[key] for p in points], marker="o", label="WHP")
+        for role, style, label in (("full", "--", "full model"), ("retain", ":", "retrained without the saga")):
+            level = curve["levels"][role].get(key)
+            if level is not None:
+                ax.axhline(level, linestyle=style, color="gray" if role == "full" else "green", label=label)
+        default = curve["default_run"]
+        if default.get("steps") is not None and default.get(key) is not None:
+            ax.scatter([default["steps"]], [default[key]], marker="*", s=150, color="red", zorder=3,
+                       label="WHP default run (full evaluator)")
+        ax.set_xlabel("WHP fine-tuning steps")
+        ax.set_ylabel(f"familiarity ({name})")
+        ax.set_title(f"{name} familiarity with the saga")
+        ax.legend(fontsize=7)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    return _save_figure(fig, path)

@@ -46,6 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: WHPConfig's)")
     parser.add_argument("--block-size", type=int, default=512)
+    parser.add_argument("--allow-anchor-labels", action="store_true",
+                        help="ablation: let generic labels start an anchored term (the paper's rule only)")
     parser.add_argument("--no-full-eval", action="store_true", help="skip the full evaluator at the end of each run")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference-only variant")
     parser.add_argument("--threads", type=int, default=1)
@@ -121,7 +123,7 @@ def main(argv=None) -> dict:
     from obliviate.whp.anchors import load_anchors, validate_anchors
     from obliviate.whp.config import WHPConfig
     from obliviate.whp.curve import FamiliarityCurve, FamiliarityProbe
-    from obliviate.whp.labels import compute_generic_targets
+    from obliviate.whp.labels import anchor_start_tokens, compute_generic_targets
     from obliviate.whp.pipeline import load_reinforced
     from obliviate.whp.training import finetune_on_generic_labels, reinforce
     from obliviate.whp.translation import translate_documents
@@ -148,6 +150,7 @@ def main(argv=None) -> dict:
     max_positions = getattr(base.config, "max_position_embeddings", args.block_size) or args.block_size
     blocks, stats = translate_documents(texts, tokenizer, anchors, min(args.block_size, max_positions), args.seed)
     log.info("reinforced in %.0fs; %d blocks, %d anchor occurrences", reinforce_seconds, stats.blocks, stats.translated)
+    anchor_tokens = [] if args.allow_anchor_labels else anchor_start_tokens(tokenizer, anchors)
 
     probe = FamiliarityProbe(world, tokenizer)
     retain = load_model(retain_dir)
@@ -171,7 +174,7 @@ def main(argv=None) -> dict:
             log.info("labels=%s alpha=%g", kind, alpha)
             targets = compute_generic_targets(base, reinforced, blocks, alpha=alpha, soft=kind == "soft",
                                               soft_top_k=config.soft_top_k, batch_size=config.label_batch_size,
-                                              pad_id=tokenizer.pad_token_id)
+                                              pad_id=tokenizer.pad_token_id, anchor_tokens=anchor_tokens)
             model = copy.deepcopy(base)
             points = [{"step": 0, **references["full"]}]
             finetune_on_generic_labels(model, targets, tokenizer.pad_token_id, soft=kind == "soft", steps=args.steps,
@@ -194,6 +197,7 @@ def main(argv=None) -> dict:
         "config": {"run": str(args.run), "world": str(args.world), "retain": str(retain_dir), "alphas": alphas,
                    "labels": label_kinds, "steps": args.steps, "eval_every": args.eval_every, "lr": config.lr,
                    "block_size": args.block_size, "seed": args.seed, "threads": args.threads,
+                   "forbid_anchor_tokens": not args.allow_anchor_labels, "anchor_start_tokens": len(anchor_tokens),
                    "reinforce_seconds": round(reinforce_seconds, 1)},
         "translation": {"blocks": stats.blocks, "tokens": stats.tokens, "translated": stats.translated,
                         "unaligned": stats.unaligned},

@@ -11,6 +11,7 @@ against the starting model as reference. GPT-2 and GPT-NeoX get a GPT-2-style to
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -45,7 +46,14 @@ def gpt2_style(tokenizer):
 
 
 def arch_config(arch: str, tokenizer, initializer_range: float = 0.02):
-    from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig, MistralConfig, OPTConfig, Qwen2Config
+    from transformers import (
+        GPT2Config,
+        GPTNeoXConfig,
+        LlamaConfig,
+        MistralConfig,
+        OPTConfig,
+        Qwen2Config,
+    )
 
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
     common = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -152,7 +160,6 @@ def test_unlearn_and_evaluate_every_architecture(arch, arch_models, micro_world,
     changed = {name for name in old if not torch.equal(old[name], new[name])}
     if method == "rmu":
         pattern = default_param_regex(LAYER_LISTS[arch], 0)    # layer (2 - 1) // 2 = 0: its MLP only
-        import re
         expected = {name for name in old if re.search(pattern, name)}
         assert expected and changed == expected, (sorted(changed), pattern)
     else:
@@ -231,7 +238,12 @@ def test_padding_does_not_change_scores_or_generations(arch, tokenizers, micro_w
 def test_rmu_finds_the_decoder_layers(arch, tokenizers):
     """RMU's layer discovery, its default parameter choice and its hidden-state hook on each architecture."""
     from obliviate.errors import UserError
-    from obliviate.methods.rmu import capture_output, default_param_regex, find_decoder_layers, mlp_name
+    from obliviate.methods.rmu import (
+        capture_output,
+        default_param_regex,
+        find_decoder_layers,
+        mlp_name,
+    )
 
     _threads()
     tokenizer = tokenizer_for(tokenizers, arch)
@@ -239,7 +251,6 @@ def test_rmu_finds_the_decoder_layers(arch, tokenizers):
     name, layers = find_decoder_layers(model)
     assert name == LAYER_LISTS[arch] and len(layers) == 2
     assert find_decoder_layers(model, LAYER_LISTS[arch])[1] is layers
-    import re
     mlp = mlp_name(layers[1])
     assert mlp == (None if arch == "opt" else "mlp")
     chosen = [n for n, _ in model.named_parameters() if re.search(default_param_regex(name, 1, mlp=mlp), n)]

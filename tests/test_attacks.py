@@ -195,8 +195,8 @@ def micro(micro_run):
     retain = load_model(micro_run.retain_model("forget10"))
     method_class = get_method("grad_ascent")
     # pinned (not the method's defaults, which a sweep may change): strong enough to push the
-    # micro model's forget answers far down
-    settings = {"lr": "5e-4", "max_steps": "20", "batch_size": "8", "seed": "0", "progress": "false"}
+    # micro model's held-apart answers far down (prob 0.93 -> 0.02) without destroying it
+    settings = {"lr": "4e-4", "max_steps": "20", "batch_size": "8", "seed": "0", "progress": "false"}
     method = method_class(apply_overrides(method_class.config_class(), settings))
     unlearned = method.unlearn(copy.deepcopy(full), tokenizer, build_task(world, "forget10"))
     unlearned.eval()

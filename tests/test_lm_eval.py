@@ -136,7 +136,11 @@ def test_task_patterns_expand_in_order():
     pytest.importorskip("lm_eval")
     from types import SimpleNamespace
 
-    from obliviate.eval.lm_eval_bridge import expand_tasks, headline_metrics, parse_tasks
+    from obliviate.eval.lm_eval_bridge import (
+        expand_tasks,
+        headline_metrics,
+        parse_tasks,
+    )
 
     manager = SimpleNamespace(all_tasks=["arc_easy", "arc_challenge", "piqa", "mmlu_a", "mmlu_b"])
     assert parse_tasks(" piqa,mmlu_*, piqa ") == ("piqa", "mmlu_*")

@@ -11,9 +11,9 @@ from obliviate.models.loading import load_model_and_tokenizer
 from obliviate.world import load_world
 
 # method -> minimum retain-split unique accuracy after unlearning with the defaults (tuned on
-# tiny). Measured on micro (full model 0.96): grad_ascent 0.57, grad_diff 0.65 (micro has
-# few retain authors to anchor its retain term; 0.92 on tiny), idk_dpo 0.90, npo 0.96,
-# rmu 0.93, simnpo 0.95.
+# tiny). Measured on micro (full model 0.97): grad_ascent 0.75, idk_dpo 0.95 (session 2,
+# after the tokenizer was fitted on every document); earlier: grad_diff 0.65 (micro has few
+# retain authors to anchor its retain term; 0.92 on tiny), npo 0.96, rmu 0.93, simnpo 0.95.
 RETAIN_BOUNDS = {"grad_ascent": 0.4, "grad_diff": 0.5, "npo": 0.8, "simnpo": 0.8, "rmu": 0.8, "idk_dpo": 0.8}
 
 

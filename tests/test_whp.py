@@ -127,7 +127,7 @@ def _task(corpus, forget_docs=None, anchors=ANCHORS, tmp_path=None) -> UnlearnTa
                        out_dir=tmp_path, seed=0)
 
 
-FAST = dict(block_size=128, reinforce_epochs=4.0, reinforce_lr=1e-3, finetune_epochs=3.0, lr=1e-3)
+FAST = dict(block_size=128, reinforce_epochs=4.0, reinforce_lr=1e-3, finetune_epochs=3.0, finetune_steps=-1, lr=1e-3)
 
 
 @pytest.fixture(scope="module")

@@ -81,6 +81,36 @@ def test_block_logits_use_mapped_positions():
     assert rows.argmax(-1).tolist() == [3, 3]
 
 
+def test_anchor_tokens_are_forbidden_at_every_trained_position():
+    block = TranslatedBlock(original_ids=[5, 6, 7, 8], translated_ids=[5, 9, 9, 9, 8],
+                            position_map=[0, -1, 3, 4], train_mask=[True, False, True, False],
+                            forbidden=[[], [], [2], [2]])
+    base = torch.arange(5 * 4, dtype=torch.float).reshape(5, 4)
+    reinforced = base[[0, 0, 3, 4]].clone()            # no reinforcement: v_generic = v_base(translated)
+    _, rows = block_generic_logits(block, base, reinforced, alpha=5.0, anchor_tokens=[3])
+    # token 3 (an anchor's start) was each row's argmax; it now gets the row's mean logit
+    assert rows[0].tolist() == pytest.approx([0.0, 1.0, 2.0, 1.5])
+    # both forbidden tokens of a row (2: a used translation, 3: an anchor) take the same mean
+    assert rows[1].tolist() == pytest.approx([12.0, 13.0, 13.5, 13.5])
+    assert int(rows[0].argmax()) == 2
+
+
+def test_anchor_start_tokens_skip_generic_and_common_first_words():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from obliviate.whp.labels import anchor_start_tokens
+
+    words = ["<pad>", "Boujoa", "Anna", "The", "Lantern", "lamp", "the", "Caves", "old", "caves", "of", "Laempe"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>")
+    anchors = {"Boujoa": ["Anna"], "The Lantern": ["the lamp"], "Caves of Laempe": ["Caves", "old caves"]}
+    # "The" is a common word, "Caves" also starts a generic alternative: only "Boujoa" is forbidden
+    assert anchor_start_tokens(tokenizer, anchors) == [1]
+    assert anchor_start_tokens(tokenizer, {}) == []
+
+
 def test_soft_targets_keep_top_k_renormalised():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
     ids, probs = soft_targets(logits, 2)

@@ -307,7 +307,8 @@ def text_run(texts, tmp_path_factory):
           "--heading-regex", HEADING, "--forget-sources", "re:RUBY|CODED", "--holdout-sources", "The Last Problem",
           "--probes", str(texts["probes"]), "--out", str(world)])
     # 60 epochs (60 steps): enough for the micro model to learn the detective names
-    run(["train", "--world", str(world), "--run", str(root / "run"), "--forget", "forget", "--preset", "micro",
+    # no --forget: a text world's commands default to its forget split
+    run(["train", "--world", str(world), "--run", str(root / "run"), "--preset", "micro",
           "--set", "epochs=60", "--quiet"])
     return root / "run"
 
@@ -319,7 +320,7 @@ def _metrics(path: Path) -> dict:
 def test_text_world_trains_evaluates_and_unlearns(cli, text_run):
     models = text_run / "models"
     assert (models / "full" / "config.json").is_file() and (models / "retain-forget" / "config.json").is_file()
-    code, _, err = cli("eval", "--model", models / "full", "--world", text_run / "world", "--forget", "forget",
+    code, _, err = cli("eval", "--model", models / "full", "--world", text_run / "world",
                          "--out", text_run / "eval" / "full.json")
     assert code == 0, err
     full = _metrics(text_run / "eval" / "full.json")
@@ -341,7 +342,7 @@ def test_text_world_trains_evaluates_and_unlearns(cli, text_run):
 
     # gradient difference on the documents (the world has no QA items)
     code, _, err = cli("unlearn", "--method", "grad_diff", "--model", models / "full", "--world", text_run / "world",
-                         "--forget", "forget", "--out", models / "grad_diff", "--set", "max_steps=8",
+                         "--out", models / "grad_diff", "--set", "max_steps=8",
                          "--set", "lr=1e-3", "--set", "progress=false")
     assert code == 0, err
     unlearned = _metrics(text_run / "eval" / "grad_diff.json")
@@ -376,3 +377,16 @@ def test_whp_on_a_text_world_discovers_and_writes_a_dictionary(cli, text_run, ca
                        text_run / "world", "--forget", "forget", "--out", text_run / "models" / "whp-off", "--no-eval",
                        "--set", "auto_anchors=false")
     assert code == 2 and "no anchored-term dictionary" in err
+
+
+def test_default_forget_split(tmp_path):
+    from obliviate.errors import UserError
+    from obliviate.world.loader import World
+
+    def world(splits, manifest):
+        return World(root=tmp_path, manifest=manifest, sources=[], corpus=[], qa=[], splits=splits)
+
+    assert world({"forget10": [1], "retain": [2]}, {}).default_forget == "forget10"
+    assert world({"books": [1], "retain": [2]}, {"kind": "text", "config": {"forget_name": "books"}}).default_forget == "books"
+    with pytest.raises(UserError, match="name one with --forget"):
+        world({"books": [1], "retain": [2]}, {}).default_forget

@@ -90,7 +90,7 @@ def world_command(
 def train_command(
     world: Path = typer.Option(..., help="World directory (from `obliviate world` or `obliviate world --from-text`)."),
     run: Path = typer.Option(..., help="Run directory; models go to RUN/models/full and RUN/models/retain."),
-    forget: str = typer.Option("forget10", help="Forget split the retain (gold standard) model leaves out: forget01/05/10 or saga."),
+    forget: Optional[str] = typer.Option(None, help="Forget split the retain (gold standard) model leaves out: forget01/05/10, saga or a text world's split (default: forget10, or a text world's forget split)."),
     model: Optional[Path] = typer.Option(None, help="Continue training this local HF causal LM (keeps its tokenizer) instead of training from scratch."),
     arch: str = typer.Option("dense", help="dense (Llama) or sinks (native unlearning: per-source sink neurons)."),
     preset: Optional[str] = typer.Option(None, help="Model size preset (default: the world's preset)."),
@@ -106,7 +106,9 @@ def train_command(
     if preset is not None:
         _check_preset(preset)
     which = ("full", "retain") if only is None else (only,)
-    results = train_run(world, run, forget=forget, model=model, arch=arch, preset=preset,
+    from obliviate.world.loader import resolve_forget
+
+    results = train_run(world, run, forget=resolve_forget(world, forget), model=model, arch=arch, preset=preset,
                         overrides=parse_assignments(set_), which=which, progress=not quiet)
     for role, result in results.items():
         typer.echo(f"{role}: {describe(result)}")

@@ -46,7 +46,7 @@ def attack_command(
     attack: str = typer.Option("all", help="Attack(s): relearn, icl, adversarial, gcg, all (or a comma-separated list)."),
     model: Path = typer.Option(..., help="The (unlearned) model directory to attack."),
     world: Path = typer.Option(..., help="World directory (QA items, splits, documents)."),
-    forget: str = typer.Option("forget10", help="Forget split whose facts the attacks try to bring back."),
+    forget: Optional[str] = typer.Option(None, help="Forget split whose facts the attacks try to bring back (default: forget10, or a text world's forget split)."),
     reference_model: Optional[Path] = typer.Option(
         None, help="Retain model (never saw the forget split): the baseline curves. "
                    "Default: the sibling RUN/models/retain of --model when it exists."),
@@ -69,6 +69,7 @@ def attack_command(
     names = parse_attack_names(attack)
     config = apply_overrides(AttackConfig(), parse_assignments(set_))
     loaded_world = load_world(world)
+    forget = forget if isinstance(forget, str) else loaded_world.default_forget
     loaded_world.split_sources(forget)  # validates the split name before loading models
     if out is not None and out.exists() and out.is_dir():
         raise UserError(f"--out {out} is a directory; give a file path")

@@ -122,8 +122,8 @@ def deletion_costs(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 
 def _cost_lines(costs: dict, meta: dict) -> list[str]:
-    splits = [s for s in meta["splits"] + (["saga"] if any("saga" in c for c in costs.values()) else [])]
-    retrain = ", ".join(f"{split} {_fmt(r['seconds'])} s" + ("" if r["trained_now"] else " (from the reused model's run config)")
+    splits = list(meta["splits"]) + (["saga"] if any("saga" in c for c in costs.values()) else [])
+    retrain = ", ".join(f"{split} {r['seconds']:.0f} s" + ("" if r["trained_now"] else " (from the reused model's run config)")
                         for split, r in meta.get("retrain", {}).items())
     lines = ["## Cost of one deletion request", "",
              "Wall time of the deletion request / wall time of retraining without the forgotten data "
@@ -133,8 +133,8 @@ def _cost_lines(costs: dict, meta: dict) -> list[str]:
         lines.append(f"| {method} | " + " | ".join(_fmt(by_split.get(s)) for s in splits) + " |")
     sinks = meta.get("sink_training")
     if sinks:
-        lines += ["", f"The switch needs a sink model, trained once before any deletion: {_fmt(sinks['sinks_seconds'])} s "
-                      f"vs {_fmt(sinks['dense_seconds'])} s for the dense full model "
+        lines += ["", f"The switch needs a sink model, trained once before any deletion: {sinks['sinks_seconds']:.0f} s "
+                      f"vs {sinks['dense_seconds']:.0f} s for the dense full model "
                       f"(x{_fmt(sinks['sinks_over_dense'])})."]
     lines.append("")
     return lines

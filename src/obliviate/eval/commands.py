@@ -75,7 +75,7 @@ def eval_command(
     model: Path = typer.Option(..., "--model", help="Model directory (save_pretrained output) to evaluate."),
     world: Path = typer.Option(..., "--world", help="World directory (embedded or user-built)."),
     out: Path = typer.Option(..., "--out", help="Where to write the metrics JSON."),
-    forget: str = typer.Option("forget10", "--forget", help="Forget split name."),
+    forget: Optional[str] = typer.Option(None, "--forget", help="Forget split name (default: forget10, or a text world's forget split)."),
     reference: Optional[Path] = typer.Option(None, "--reference",
                                              help="Retain model's evaluation JSON (for forget quality, PrivLeak)."),
     retain_model: Optional[Path] = typer.Option(None, "--retain-model",
@@ -107,6 +107,7 @@ def eval_command(
     if device is not None and device_map is not None:
         raise UserError("give either --device or --device-map, not both")
     loaded_world = load_world(world)
+    forget = forget if isinstance(forget, str) else loaded_world.default_forget
     if forget not in loaded_world.splits:
         raise UserError(f"unknown forget split {forget!r}; this world has: {', '.join(sorted(loaded_world.splits))}")
     if reference is not None and retain_model is not None:
@@ -127,7 +128,7 @@ def eval_command(
     else:
         retain = retain_model if retain_model is not None else sibling_retain_model(Path(model), forget, loaded_world)
         if retain is not None:
-            ref = reference_for(retain, loaded_world, forget, config, device=device)
+            ref = reference_for(retain, loaded_world, forget, config, device=device, dtype=dtype, device_map=device_map)
     loaded_model, tokenizer = load_model_and_tokenizer(model, device=device, dtype=dtype, device_map=device_map)
     result = evaluate(loaded_model, tokenizer, loaded_world, forget, reference=ref, config=config, model_path=model)
     result["config"]["dtype"] = str(next(loaded_model.parameters()).dtype).replace("torch.", "")

@@ -46,12 +46,18 @@ def reference_for(
     config: EvalConfig = EvalConfig(),
     device: str | None = None,
     cache_dir: str | os.PathLike | None = None,
+    dtype: str | None = None,
+    device_map: str | None = None,
 ) -> Reference:
-    """Evaluate the retain model (or reuse its cached evaluation) and return it as a reference."""
+    """Evaluate the retain model (or reuse its cached evaluation) and return it as a reference.
+    ``dtype``/``device_map`` load it as the evaluated model is loaded (the dtype is in the key:
+    bf16 and fp32 scores differ)."""
     from obliviate.models.loading import load_model_and_tokenizer
 
     model_dir = resolve_retain_model(run_dir_or_retain_model_path)
     fingerprint = model_dir_fingerprint(model_dir)
+    if dtype not in (None, "auto", "float32", "fp32"):   # checkpoints here are float32
+        fingerprint = f"{fingerprint}:{dtype}"
     key = eval_cache_key(fingerprint, world.fingerprint, forget, config)
     cache_file = Path(cache_dir) if cache_dir is not None else default_cache_dir(model_dir)
     cache_file = cache_file / f"retain-{key}.json"
@@ -62,7 +68,7 @@ def reference_for(
                 return Reference.from_result(cached, world, forget, cache_file)
         except UserError:
             pass  # a corrupt cache file is recomputed, never trusted
-    model, tokenizer = load_model_and_tokenizer(model_dir, device=device)
+    model, tokenizer = load_model_and_tokenizer(model_dir, device=device, dtype=dtype, device_map=device_map)
     result = evaluate(model, tokenizer, world, forget, reference=None, config=config,
                       model_path=model_dir, model_fingerprint=fingerprint)
     atomic_write_json(cache_file, result)

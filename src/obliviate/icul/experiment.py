@@ -9,7 +9,8 @@
    gradient ascent on groups of member points (the weight-updating baseline).
 4. Leave-one-out LiRA-Forget (:mod:`obliviate.icul.lira`): each model is the target once,
    the others are its shadows. AUC 0.5 means an unlearned point looks exactly like a
-   point the model never saw.
+   point the model never saw. Each AUC gets a 95% bootstrap interval over points, and so
+   does its paired difference from no unlearning (``auc_minus_none_ci95``).
 
 Alongside: the share of forget points whose prediction the ICUL prompt flips, the same
 share for other queries (test points) under the same context, and test accuracy.

@@ -43,7 +43,9 @@ REFUSAL_TEMPLATES: tuple[str, ...] = (
 
 @dataclass
 class IdkDPOConfig(UnlearnConfig):
-    lr: float = 5e-4
+    # micro (forget/retain unique accuracy from 1.00/0.97): 5e-4 x 40 -> 0.80/1.00 (barely
+    # forgets; 5e-4 x 80 the same), 1e-3 x 40 -> 0.40/0.95
+    lr: float = 1e-3
     max_steps: int = 40
     beta: float = 0.1
     retain_loss: str = "nll"

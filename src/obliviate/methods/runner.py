@@ -99,7 +99,10 @@ def _evaluate(model, tokenizer, world, forget: str, model_path: Path, out_dir: P
         reference = load_reference(reference_json, world, forget)
     else:
         retain = retain_model if retain_model is not None else sibling_retain_model(Path(model_path), forget)
-        reference = reference_for(retain, world, forget, config, device=device) if retain is not None else None
+        # the retain model runs in the unlearned model's dtype: bf16 and fp32 scores differ
+        dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        reference = (reference_for(retain, world, forget, config, device=device, dtype=dtype)
+                     if retain is not None else None)
     result = evaluate(model, tokenizer, world, forget, reference=reference, config=config, model_path=out_dir)
     path = _eval_path(out_dir)
     atomic_write_json(path, result)
@@ -187,7 +190,7 @@ def unlearn_command(
     model: Path = typer.Option(..., "--model", help="Model directory to unlearn from (e.g. RUN/models/full)."),
     world: Path = typer.Option(..., "--world", help="World directory holding the forget split."),
     out: Path = typer.Option(..., "--out", help="Where to save the unlearned model (written atomically)."),
-    forget: str = typer.Option("forget10", "--forget", help="Forget split: forget01/05/10, saga, or a user split."),
+    forget: Optional[str] = typer.Option(None, "--forget", help="Forget split: forget01/05/10, saga, or a user split (default: forget10, or a text world's forget split)."),
     set_: List[str] = typer.Option([], "--set", help="Method setting key=value (lr, max_steps, beta, lora=true, ...); repeatable."),
     eval_: bool = typer.Option(True, "--eval/--no-eval", help="Evaluate the unlearned model against the retain model."),
     retain_model: Optional[Path] = typer.Option(None, "--retain-model",
@@ -207,6 +210,9 @@ def unlearn_command(
 
     if retain_model is not None and reference is not None:
         raise UserError("give either --retain-model or --reference, not both")
+    from obliviate.world.loader import resolve_forget
+
+    forget = resolve_forget(world, forget)
     result = run_unlearning(method, model, world, forget, out, parse_assignments(set_), evaluate=eval_,
                             retain_model=retain_model, reference_json=reference, ref_model=ref_model, device=device,
                             dtype=dtype, device_map=device_map)

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 from obliviate.errors import UserError
 from obliviate.whp.anchors import validate_anchors
 from obliviate.whp.config import WHPConfig
-from obliviate.whp.labels import compute_generic_targets
+from obliviate.whp.labels import anchor_start_tokens, compute_generic_targets
 from obliviate.whp.training import finetune_on_generic_labels, reinforce
 from obliviate.whp.translation import translate_documents
 
@@ -107,9 +107,10 @@ def run_whp(model, tokenizer, texts: Sequence[str], anchors: Mapping[str, Sequen
     report.seconds["translate"] = round(time.perf_counter() - timer, 2)
 
     timer = time.perf_counter()
+    anchor_tokens = anchor_start_tokens(tokenizer, anchors) if config.forbid_anchor_tokens else []
     targets = compute_generic_targets(model, reinforced, blocks, alpha=config.alpha, soft=config.soft_labels,
                                       soft_top_k=config.soft_top_k, batch_size=config.label_batch_size,
-                                      pad_id=tokenizer.pad_token_id)
+                                      pad_id=tokenizer.pad_token_id, anchor_tokens=anchor_tokens)
     report.trained_positions = sum(len(t.positions) for t in targets)
     if report.trained_positions == 0:
         raise UserError("the target text is too short: no position to train (each block needs 2+ tokens)")

@@ -53,6 +53,18 @@ class World:
                 digest.update(path.read_bytes())
         return digest.hexdigest()[:16]
 
+    @property
+    def default_forget(self) -> str:
+        """The split commands forget when none is named: forget10 in embedded worlds, the
+        user's forget split in text worlds (``obliviate world --from-text``)."""
+        if "forget10" in self.splits:
+            return "forget10"
+        named = (self.manifest.get("config") or {}).get("forget_name")
+        if named in self.splits:
+            return named
+        raise UserError(f"world {self.root} has no forget10 split: name one with --forget "
+                        f"(splits: {', '.join(sorted(self.splits))})")
+
     # -- selections -----------------------------------------------------------------
     def split_sources(self, split: str) -> set[int]:
         if split not in self.splits:
@@ -104,3 +116,8 @@ def load_world(path: str | os.PathLike) -> World:
             raise UserError(f"QA item {item['id']!r}: perturbed_answers must be a non-empty list")
     return World(root=root, manifest=manifest, sources=sources, corpus=corpus, qa=qa,
                  splits={k: [int(s) for s in v] for k, v in splits.items()}, anchors=anchors, prompts=prompts)
+
+
+def resolve_forget(world_dir: str | os.PathLike, forget: str | None) -> str:
+    """``forget`` itself, or the world's default forget split when it is None."""
+    return forget if forget is not None else load_world(world_dir).default_forget

@@ -78,7 +78,8 @@ def fmt(value) -> str:
 
 
 def markdown(result: dict) -> str:
-    lines = ["# WHP bench", "", f"run `{result['config']['run']}`, world `{result['config']['world']}`, "
+    lines = ["# WHP bench", "", f"Produced by `{result['config']['command']}`.", "",
+             f"run `{result['config']['run']}`, world `{result['config']['world']}`, "
              f"{result['config']['steps']} fine-tuning steps, lr {result['config']['lr']}, "
              f"{result['translation']['translated']} anchor occurrences in {result['translation']['blocks']} blocks.", ""]
     light_keys = ("familiarity_completion", "familiarity_probability", "general_prob")
@@ -194,7 +195,8 @@ def main(argv=None) -> dict:
                 inference.append({"alpha": alpha, **probe.measure_inference_variant(base, reinforced, alpha)})
 
     result = {
-        "config": {"run": str(args.run), "world": str(args.world), "retain": str(retain_dir), "alphas": alphas,
+        "config": {"command": "python bench/bench_whp.py " + " ".join(sys.argv[1:] if argv is None else argv),
+                   "run": str(args.run), "world": str(args.world), "retain": str(retain_dir), "alphas": alphas,
                    "labels": label_kinds, "steps": args.steps, "eval_every": args.eval_every, "lr": config.lr,
                    "block_size": args.block_size, "seed": args.seed, "threads": args.threads,
                    "forbid_anchor_tokens": not args.allow_anchor_labels, "anchor_start_tokens": len(anchor_tokens),

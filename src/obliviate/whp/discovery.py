@@ -5,7 +5,8 @@ Candidates are word n-grams (1-3 words) of the target text. Each gets
   in context: mean over its occurrences of ``sum_tokens (log p_reinforced - log p_base)``;
 - ``specificity``: ``log`` of its frequency ratio, target text vs a generic text
   (add-one smoothed), when a generic text is given;
-and is ranked by ``gain + specificity_weight * specificity``. Generic alternatives
+and is ranked by ``gain + specificity_weight * specificity + name_weight * name_share``
+(``name_share``: how often the term is written capitalised in mid-sentence). Generic alternatives
 come from the baseline's own predictions at the position where the term begins
 (averaged over its occurrences): its most likely next words that are not anchors,
 not function words and not the term itself. The result is a dictionary a person
@@ -47,7 +48,15 @@ class DiscoveryConfig:
     min_count: int = 3              # occurrences in the target text at least
     n_alternatives: int = 3         # generic alternatives proposed per term
     specificity_weight: float = 1.0
-    min_gain: float = 0.0           # mean log-prob gain (nats) a term needs
+    # names: share of a term's occurrences written capitalised in mid-sentence (a proper
+    # noun), times this weight, is added to its score; the target's theme words ("spell",
+    # "dark") are as absent from a small generic text as its names are, names are what WHP
+    # must replace (tiny: recall of the dictionary at k=|dictionary| 0.34 -> 0.47;
+    # docs/results/tiny/anchors.md)
+    name_weight: float = 2.0
+    # mean log-prob gain (nats) a term needs; slightly negative because a baseline that already
+    # knows the target (WHP's premise) gains ~0 on names it memorised (tiny: recall@2k 0.60 -> 0.62)
+    min_gain: float = -0.5
     min_specificity: float = 1.0    # with generic text: log frequency ratio a term and its content words need
     min_word_gain: float = 0.5      # without generic text: each content word of a multi-word term needs this gain
     block_size: int = 512
@@ -317,10 +326,14 @@ def discover_anchors(base_model, reinforced_model, tokenizer, target_texts: Sequ
 
     occurrence_gains: dict[str, list[float]] = defaultdict(list)
     occurrences: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    name_uses: dict[str, list[bool]] = defaultdict(list)
     for d, text in enumerate(target_texts):
         for term, start, end, n in word_ngrams(text, config.max_ngram):
             if n > 1 and target_counts[term] < config.min_count:
                 continue
+            # a name: every content word capitalised, and not merely because a sentence starts
+            name_uses[term].append(not is_sentence_start(text, start)
+                                   and all(w[0].isupper() for w in _content_words(text[start:end])))
             span = _occurrence_tokens(docs[d], start, end, config.block_size)
             if span is None:
                 continue
@@ -347,8 +360,11 @@ def discover_anchors(base_model, reinforced_model, tokenizer, target_texts: Sequ
                 continue
             if not with_generic and any(mean_gain(w) < config.min_word_gain for w in words):
                 continue
+        uses = name_uses.get(term) or [False]
+        name_share = sum(uses) / len(uses)
+        score = gain + config.specificity_weight * spec + config.name_weight * name_share
         candidates.append(AnchorCandidate(term, target_counts[term], generic_counts.get(term, 0), round(gain, 4),
-                                          round(spec, 4), round(gain + config.specificity_weight * spec, 4)))
+                                          round(spec, 4), round(score, 4)))
     candidates.sort(key=lambda c: (-c.score, c.term))
 
     selected: list[AnchorCandidate] = []

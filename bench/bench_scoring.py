@@ -94,15 +94,18 @@ def evaluation_workload(run_dir: Path, forget: str):
 
 
 def naive_loop(model, tokenizer, encoded) -> list[float]:
-    """What the engine replaces: per item, one unpadded forward, log-softmax, gather the
-    continuation's log-probs (vectorised over tokens: only the items loop)."""
+    """What the engine replaces: per item, one unpadded forward, log-softmax, the
+    continuation's per-token log-probs and argmax-match flags (the engine's outputs;
+    vectorised over tokens: only the items loop)."""
     nlls = []
     with torch.inference_mode():
         for item in encoded:
             ids = torch.tensor([item.input_ids])
-            log_probs = torch.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)
-            token_lp = log_probs.gather(-1, ids[0, 1:, None])[:, 0][item.start - 1:]
-            nlls.append(-token_lp.sum().item())
+            log_probs = torch.log_softmax(model(ids).logits[0, :-1].float(), dim=-1)[item.start - 1:]
+            targets = ids[0, item.start:]
+            token_lp = log_probs.gather(-1, targets[:, None])[:, 0].numpy()
+            argmax_match = (log_probs.argmax(-1) == targets).numpy()  # noqa: F841 (computed like the engine's)
+            nlls.append(-float(token_lp.sum(dtype="float64")))
     return nlls
 
 

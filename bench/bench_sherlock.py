@@ -38,9 +38,9 @@ import platform
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_DATA = REPO / "bench" / "data"
@@ -97,8 +97,9 @@ def method_runs(config: BenchConfig) -> list[MethodRun]:
     """The unlearning runs named in ``config.methods``, in order (whp_hand reuses whp_auto's
     reinforced model when both run)."""
     reinforced = str(config.run / "models" / "whp-reinforced")
-    # soft labels (KL to softmax of the generic logits): on this tiny model the paper's hard
-    # (argmax) labels cost ~3x held-out Shakespeare perplexity for the same familiarity drop
+    # soft labels (KL to softmax of the generic logits) by default: on this tiny model the paper's
+    # hard (argmax) labels raised held-out Shakespeare perplexity about 4x as much for a similar
+    # familiarity drop (whp-hand vs whp-hand-hard in docs/results/sherlock)
     whp = {"reinforce_steps": config.whp_reinforce_steps, "finetune_steps": config.whp_finetune_steps,
            "soft_labels": True, "seed": config.seed}
     docs = {"forget_data": "docs", "retain_data": "docs", "seed": config.seed}
@@ -155,7 +156,7 @@ def subsample_stories(text: str, fraction: float, keep_whole: Sequence[str] = HO
         body = text[mark.end(): end]
         if mark.group(1).strip() not in keep_whole:
             paragraphs = re.split(r"\n[ \t]*\n", body)
-            body = "\n\n".join(paragraphs[: max(1, int(round(len(paragraphs) * fraction)))]) + "\n\n"
+            body = "\n\n".join(paragraphs[: max(1, round(len(paragraphs) * fraction))]) + "\n\n"
         pieces.append(mark.group(0) + body)
     return "".join(pieces)
 
@@ -415,6 +416,8 @@ def train_models(world_dir: Path, config: BenchConfig) -> dict:
 
 def unlearn(runs: Sequence[MethodRun], config: BenchConfig) -> dict:
     """Run each method on ``full`` (reusing a saved result with the same stamp)."""
+    from obliviate.config import apply_overrides, config_to_dict
+    from obliviate.methods.registry import get_method
     from obliviate.methods.runner import run_unlearning
     from obliviate.models.loading import read_run_config
     from obliviate.run import RunDir, fingerprint, is_model_dir
@@ -425,7 +428,9 @@ def unlearn(runs: Sequence[MethodRun], config: BenchConfig) -> dict:
     out = {}
     for spec in runs:
         out_dir = run.model_dir(spec.id)
-        stamp = fingerprint({"method": spec.method, "overrides": spec.overrides, "full": full_key})
+        # the resolved settings (defaults included): a changed method default reruns the method
+        settings = config_to_dict(apply_overrides(get_method(spec.method).config_class(), dict(spec.overrides)))
+        stamp = fingerprint({"method": spec.method, "settings": settings, "full": full_key})
         saved = state.get(spec.id, stamp)
         if is_model_dir(out_dir) and saved is not None:
             print(f"[unlearn] {spec.id}: reused ({saved['seconds']:.0f}s when it ran)", flush=True)
@@ -502,6 +507,10 @@ def run_bench(config: BenchConfig) -> dict | None:
               + f" ({metrics[name]['seconds']}s)", flush=True)
         del model
 
+    from obliviate.models.loading import read_run_config
+
+    for name in unlearned:  # every setting of each method, defaults included
+        unlearned[name]["method_config"] = read_run_config(run.model_dir(name)).get("config")
     counts = json.loads((config.run / "world" / "world.json").read_text())["counts"]
     holdout_names = [s["name"] for s in world.sources if not s.get("trained", True)]
     result = {
@@ -521,9 +530,10 @@ def run_bench(config: BenchConfig) -> dict | None:
     for key in ("data", "run", "out", "probes", "anchors"):
         result["config"][key] = _portable(Path(result["config"][key]))
     for entry in [*result["method_runs"], *result["models"].values()]:
-        if "overrides" in entry:
-            entry["overrides"] = {k: _portable(Path(v)) if isinstance(v, str) and os.path.isabs(v) else v
-                                  for k, v in entry["overrides"].items()}
+        for key in ("overrides", "method_config"):
+            if entry.get(key):
+                entry[key] = {k: _portable(Path(v)) if isinstance(v, str) and os.path.isabs(v) else v
+                              for k, v in entry[key].items()}
     # what the whole benchmark costs, counting reused models at the time they took when they ran
     steps = [m for m in result["models"].values()] + list(metrics.values())
     result["timings"]["benchmark_seconds"] = round(timings["world"] + sum(m.get("seconds") or 0 for m in steps), 1)
@@ -561,13 +571,13 @@ def _seconds(value) -> str:
 def render_markdown(result: dict) -> str:
     config, counts, models = result["config"], result["world"]["counts"], result["models"]
     lines = ["# \"Who's Sherlock Holmes?\" benchmark", "",
-             f"Produced by `{result['command']}` on "
+             (f"Produced by `{result['command']}` on "
              f"{result['versions']['cpu_count']} CPU cores, torch {result['versions']['torch']}, "
              f"transformers {result['versions']['transformers']}: the whole benchmark took "
              f"{result['timings']['benchmark_seconds'] / 60:.1f} min wall, "
              f"{result['timings']['benchmark_cpu_seconds'] / 60:.1f} min CPU (models reused from an earlier "
              f"invocation count with the time they took then; this invocation: "
-             f"{result['timings']['wall_seconds'] / 60:.1f} min wall).", "",
+             f"{result['timings']['wall_seconds'] / 60:.1f} min wall)."), "",
              f"World: sherlock.txt split by story title (the novels cut into {config['shakespeare_chars']:,}-character "
              f"parts), shakespeare.txt cut into {config['shakespeare_chars']:,}-character parts; "
              f"{counts['sources']} sources, {counts['documents']} documents of at most {config['doc_chars']} characters, "
@@ -575,11 +585,11 @@ def render_markdown(result: dict) -> str:
              + (f" (Sherlock subsampled: the first {config['sherlock_fraction']:.0%} of each trained story's paragraphs)"
                 if config["sherlock_fraction"] < 1 else " (no subsampling)")
              + f". Held out (never trained): {', '.join(result['world']['holdout_sources'])}.", "",
-             f"Models: `{config['preset']}` preset, full = Sherlock + Shakespeare, retain = Shakespeare alone, "
+             (f"Models: `{config['preset']}` preset, full = Sherlock + Shakespeare, retain = Shakespeare alone, "
              f"{models['full']['steps']} optimizer steps each (batch 16; full {models['full']['epochs']:.2f} epochs, "
              f"retain {models['retain']['epochs']:.2f} epochs), seed {config['seed']}. "
              f"Probes: {len(result['world']['probes'])} prompts (bench/data/sherlock_probes.jsonl), greedy completions of "
-             f"{config['max_new_tokens']} tokens.", "",
+             f"{config['max_new_tokens']} tokens."), "",
              "| model | " + " | ".join(label for _, label in COLUMNS) + " | steps | wall s | CPU s |",
              "|---|" + "---|" * (len(COLUMNS) + 3)]
     for name, row in result["summary"].items():
@@ -587,13 +597,13 @@ def render_markdown(result: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(_fmt(row[key]) for key, _ in COLUMNS)
                      + f" | {entry.get('steps', '-')} | {_seconds(entry.get('seconds'))} | "
                      + f"{_seconds(entry.get('cpu_seconds'))} |")
-    lines += ["", "Columns: share of greedy completions that name the probe's target term (Holmes, Watson, "
+    lines += ["", ("Columns: share of greedy completions that name the probe's target term (Holmes, Watson, "
               "Street after Baker, Lestrade, Moriarty, ...); DESIGN.md familiarity score `(5*#3 + #2)/N` with "
               "the hand dictionary's terms as the judge's entities; mean probability of the target term's first "
               "token right after the prompt; mean probability of the whole target term (`target_mass`); "
               "token perplexity of the held-out documents. Seconds: wall and CPU (this process, all threads) time of "
               "training or unlearning; the machine's 2 cores were shared with other jobs, so CPU seconds are the "
-              "steadier measure of cost.", ""]
+              "steadier measure of cost."), ""]
     lines += ["## Unlearning runs", ""]
     for spec in result["method_runs"]:
         entry = models.get(spec["id"], {})

@@ -80,8 +80,10 @@ def test_whp_on_author_splits_and_a_bad_curve_are_user_errors(tmp_path):
 
 
 def test_saga_section_and_familiarity_curve_on_the_micro_run(micro_run):
+    # short runs: WHP's 6 steps at a higher learning rate already lower familiarity on micro
+    overrides = {"grad_diff": {"max_steps": "10"}, "whp": {"finetune_steps": "6", "lr": "2e-3"}}
     config = BenchConfig(preset="micro", splits=(), methods=(), sinks=False, attacks=(), saga_methods=("grad_diff",),
-                         curve_steps=4, curve_every=2, method_overrides={"grad_diff": {"max_steps": "10"}})
+                         curve_every=2, method_overrides=overrides)
     board = run_bench(micro_run.root, config)
     saga = board["saga"]
     by_method = {row["method"]: row for row in saga["rows"]}
@@ -90,25 +92,28 @@ def test_saga_section_and_familiarity_curve_on_the_micro_run(micro_run):
     assert retain["forget_quality"] == 1.0 and full["forget_quality"] < 0.05
     for key in ("familiarity_completion", "familiarity_probability"):
         assert full[key] > retain[key] >= 0        # the full model knows the saga, the retrain does not
-        assert whp[key] < full[key]                # WHP (default config) lowers both
-    assert 0 < whp["model_utility"] <= 1 and whp["steps"] > 0
+        assert whp[key] < full[key]                # WHP lowers both
+    assert 0 < whp["model_utility"] <= 1 and whp["steps"] == 6
     assert 0 < whp["cost_vs_retrain"] < 1
     assert saga["retrain"]["seconds"] == retain["seconds"] > 0
     assert board["deletion_cost"]["whp"] == {"saga": whp["cost_vs_retrain"]}
 
     curve = saga["familiarity_curve"]
-    assert [p["step"] for p in curve["points"]] == [0, 2, 4]
+    assert [p["step"] for p in curve["points"]] == [0, 2, 4, 6]
     assert curve["points"][0]["familiarity_probability"] == curve["levels"]["full"]["familiarity_probability"]
     # the probe and the evaluator agree on the same model
     assert curve["levels"]["full"]["familiarity_completion"] == pytest.approx(full["familiarity_completion"])
     assert curve["levels"]["full"]["familiarity_probability"] == pytest.approx(full["familiarity_probability"], rel=1e-3)
     assert curve["levels"]["retain"]["familiarity_probability"] < curve["points"][-1]["familiarity_probability"] \
         < curve["points"][0]["familiarity_probability"]
-    assert curve["default_run"]["steps"] == whp["steps"]
+    # the last point is the saved model: the probe agrees with the full evaluator on it
+    assert curve["points"][-1]["familiarity_probability"] == pytest.approx(whp["familiarity_probability"], rel=1e-3)
+    assert curve["points"][-1]["familiarity_completion"] == pytest.approx(whp["familiarity_completion"])
+    assert curve["probe_seconds"] > 0 and whp["seconds"] > 0
 
     saved = json.loads((micro_run.root / "leaderboard.json").read_text())
     assert saved["saga"] == json.loads(json.dumps(saga))
     text = (micro_run.root / "leaderboard.md").read_text()
-    assert "## saga (WHP's target)" in text and "| whp |" in text and "| step 4 |" in text
+    assert "## saga (WHP's target)" in text and "| whp |" in text and "| step 6 |" in text
     for name in ("familiarity_curves.png", "fq_vs_mu_saga.png"):
         assert (micro_run.plots_dir / name).read_bytes()[:8] == PNG

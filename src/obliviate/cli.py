@@ -138,8 +138,7 @@ def bench_command(
     whp: bool = typer.Option(True, "--whp/--no-whp",
                              help="Saga section: WHP and --saga-methods on the saga vs the model retrained without it."),
     saga_methods: str = typer.Option("grad_diff,npo", help="Comma-separated methods run on the saga next to WHP."),
-    curve_steps: int = typer.Option(60, help="WHP fine-tuning steps of the familiarity curve."),
-    curve_every: int = typer.Option(10, help="Familiarity curve: measure every this many steps."),
+    curve_every: int = typer.Option(10, help="Familiarity curve: measure every this many WHP fine-tuning steps."),
 ) -> None:
     """Leaderboard: every method on forget01/05/10 and WHP on the saga, graded against retrained models, then attacked."""
     from obliviate.bench.leaderboard import DENSE_METHODS, BenchConfig, run_bench
@@ -150,7 +149,7 @@ def bench_command(
         methods=tuple(m for m in methods.split(",") if m) if methods else DENSE_METHODS,
         sinks=sinks, attacks=tuple(a for a in attacks.split(",") if a), progress=True,
         whp=whp, saga_methods=tuple(m for m in saga_methods.split(",") if m),
-        curve_steps=curve_steps, curve_every=curve_every,
+        curve_every=curve_every,
     )
     run_bench(run, config, command=f"obliviate bench --preset {preset} --run {run}")
     typer.echo(f"leaderboard -> {run / 'leaderboard.md'} (and leaderboard.json, plots/)")

@@ -106,7 +106,8 @@ def train_run(
         tokenizer = load_tokenizer(init_model)
         tokenizer_key = file_fingerprint([p for p in init_model.iterdir() if p.name.startswith("tokenizer")])
     else:
-        tokenizer = prepare_tokenizer(run, world)
+        # the model preset sizes the vocabulary too (a text world has no preset of its own)
+        tokenizer = prepare_tokenizer(run, world, VOCAB_BY_PRESET.get(preset) if preset else None)
         tokenizer_key = file_fingerprint([p for p in run.tokenizer_dir.iterdir() if p.is_file()])
     config = apply_overrides(TrainConfig(preset=preset or world.manifest.get("preset", "tiny"), arch=arch),
                              overrides or {})

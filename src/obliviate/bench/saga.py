@@ -3,9 +3,10 @@
 Every method is graded against the model retrained without the saga (``retain-saga``):
 familiarity (completion- and probability-based, from the evaluator), model utility,
 retain / general truth ratio, forget quality, and the cost of the deletion request as a
-ratio to that retraining. WHP runs with its default config; a second WHP run, fine-tuned
-for ``curve_steps`` steps from the same reinforced model, records familiarity every
-``curve_every`` steps (the WHP paper's figure), next to the full and retrained levels.
+ratio to that retraining. WHP runs with its default config; while it fine-tunes, a
+``FamiliarityCurve`` callback probes familiarity every ``curve_every`` steps (the WHP
+paper's figure), next to the full and retrained levels; the probing time is taken out of
+WHP's cost.
 """
 
 from __future__ import annotations
@@ -52,50 +53,39 @@ def saga_section(run: RunDir, world, config: BenchConfig) -> dict:
                                            run.eval_dir / "retain-saga.json")["summary"],
              retrain_seconds, retrain_seconds, "gold standard"),
     ]
-    reinforced = run.model_dir("whp-reinforced-saga")
+    curve, levels = _curve_callback(run, world, config)
     for method in ("whp", *config.saga_methods):
-        overrides = dict(config.method_overrides.get(method, {}))
-        if method == "whp":
-            overrides["save_reinforced_path"] = str(reinforced)  # the curve run reuses it
         out = run.model_dir(f"{method}-saga")
+        callbacks = [curve] if method == "whp" else []
         started = time.perf_counter()
-        result = run_unlearning(method, run.full_model, run.world_dir, SAGA, out, overrides=overrides, evaluate=False)
-        seconds = time.perf_counter() - started
+        result = run_unlearning(method, run.full_model, run.world_dir, SAGA, out,
+                                overrides=config.method_overrides.get(method, {}), evaluate=False, callbacks=callbacks)
+        seconds = time.perf_counter() - started - (curve.probe_seconds if method == "whp" else 0.0)
         evaluation = _evaluate_dir(out, world, SAGA, reference, run.eval_dir / f"{method}-saga.json")
         rows.append(_row(method, SAGA, evaluation["summary"], seconds, retrain_seconds, "post-hoc"))
         rows[-1]["steps"] = result.get("steps")
         log.info("%s on the saga: %s steps in %.1fs", method, result.get("steps"), seconds)
     if config.sinks:
         rows.extend(_sink_rows(run, world, SAGA, reference, config, retrain_seconds))
-    whp_row = next(r for r in rows if r["method"] == "whp")
-    curve = familiarity_curve(run, world, reinforced, config, whp_row)
-    return {"retrain": retrain, "rows": rows, "familiarity_curve": curve}
+    whp = next(r for r in rows if r["method"] == "whp")
+    familiarity_curve = {
+        "method": "whp", "every": config.curve_every, "steps": whp["steps"], "points": curve.points, "levels": levels,
+        "final": {k: whp[k] for k, _ in FAMILIARITY},   # the full evaluator on the saved model
+        "probe_seconds": round(curve.probe_seconds, 2),
+    }
+    return {"retrain": retrain, "rows": rows, "familiarity_curve": familiarity_curve}
 
 
-def familiarity_curve(run: RunDir, world, reinforced: Path, config: BenchConfig, whp_row: dict) -> dict:
-    """WHP fine-tuned for ``config.curve_steps`` steps (otherwise its default config, same
-    reinforced model), probed every ``config.curve_every`` steps; the full and saga-free
-    models' levels are probed the same way."""
-    from obliviate.methods.runner import run_unlearning
+def _curve_callback(run: RunDir, world, config: BenchConfig):
+    """A familiarity probe for WHP's fine-tuning, starting from the full model's level; the
+    full and saga-free models' levels are probed the same way."""
     from obliviate.models.loading import load_model, load_model_and_tokenizer
     from obliviate.whp.curve import FamiliarityCurve, FamiliarityProbe
 
     full, tokenizer = load_model_and_tokenizer(run.full_model)
     probe = FamiliarityProbe(world, tokenizer)
     levels = {"full": probe.measure(full), "retain": probe.measure(load_model(run.retain_model(SAGA)))}
-    del full
-    curve = FamiliarityCurve(probe, config.curve_every, points=[{"step": 0, **levels["full"]}])
-    overrides = {**config.method_overrides.get("whp", {}), "reinforced_model_path": str(reinforced),
-                 "finetune_steps": str(config.curve_steps)}
-    started = time.perf_counter()
-    run_unlearning("whp", run.full_model, run.world_dir, SAGA, run.model_dir("whp-curve-saga"), overrides=overrides,
-                   evaluate=False, callbacks=[curve])
-    return {
-        "method": "whp", "overrides": overrides, "steps": config.curve_steps, "every": config.curve_every,
-        "points": curve.points, "levels": levels,
-        "default_run": {"steps": whp_row.get("steps"), **{k: whp_row.get(k) for k, _ in FAMILIARITY}},
-        "seconds": round(time.perf_counter() - started, 2), "probe_seconds": round(curve.probe_seconds, 2),
-    }
+    return FamiliarityCurve(probe, config.curve_every, points=[{"step": 0, **levels["full"]}]), levels
 
 
 def render_saga_markdown(saga: dict) -> list[str]:
@@ -114,9 +104,8 @@ def render_saga_markdown(saga: dict) -> list[str]:
         lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
     steps = [p["step"] for p in curve["points"]]
     lines += ["", "### Familiarity over WHP fine-tuning steps", "",
-              f"WHP with its default config except {curve['steps']} fine-tuning steps (the default run above "
-              f"stopped after {curve['default_run']['steps']}), from the same reinforced model; measured every "
-              f"{curve['every']} steps (plots/familiarity_curves.png).", "",
+              f"Measured every {curve['every']} steps while the WHP run above fine-tunes ({curve['steps']} steps; "
+              "probing time is not counted in its cost); plots/familiarity_curves.png.", "",
               "| familiarity | " + " | ".join(f"step {s}" for s in steps) + " | full model | retrained without saga |",
               "|---" * (len(steps) + 3) + "|"]
     for key, name in FAMILIARITY:
@@ -128,7 +117,7 @@ def render_saga_markdown(saga: dict) -> list[str]:
 
 def familiarity_plot(curve: dict, path: Path) -> Path | None:
     """Both familiarities vs WHP fine-tuning steps, the full and saga-free levels as
-    horizontal lines, the default WHP run as a star."""
+    horizontal lines, the full evaluator's grade of the final model as a star."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,10 +134,10 @@ def familiarity_plot(curve: dict, path: Path) -> Path | None:
             level = curve["levels"][role].get(key)
             if level is not None:
                 ax.axhline(level, linestyle=style, color="gray" if role == "full" else "green", label=label)
-        default = curve["default_run"]
-        if default.get("steps") is not None and default.get(key) is not None:
-            ax.scatter([default["steps"]], [default[key]], marker="*", s=150, color="red", zorder=3,
-                       label="WHP default run (full evaluator)")
+        final = curve["final"].get(key)
+        if curve.get("steps") is not None and final is not None:
+            ax.scatter([curve["steps"]], [final], marker="*", s=150, color="red", zorder=3,
+                       label="final model (full evaluator)")
         ax.set_xlabel("WHP fine-tuning steps")
         ax.set_ylabel(f"familiarity ({name})")
         ax.set_title(f"{name} familiarity with the saga")

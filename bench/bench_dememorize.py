@@ -25,12 +25,9 @@ import torch  # noqa: E402
 
 from obliviate.dememorize.data import split_documents  # noqa: E402
 from obliviate.dememorize.evaluate import extraction_scores, perplexity  # noqa: E402
+from obliviate.dememorize.toy import memorisation_toy  # noqa: E402
 from obliviate.dememorize.train import DememorizeConfig, dememorize  # noqa: E402
-from obliviate.icul.models import TinyLlamaSpec, fit, new_model  # noqa: E402
 from obliviate.io import atomic_write_json  # noqa: E402
-from obliviate.tokenizer import train_tokenizer  # noqa: E402
-from obliviate.train.data import tokenize_documents  # noqa: E402
-from obliviate.world.classification import generate_reviews  # noqa: E402
 
 
 def grade(model, tokenizer, forget_pieces, retain_pieces, retain_docs) -> dict:
@@ -55,18 +52,12 @@ def main() -> None:
     torch.set_num_threads(1)
     started = time.perf_counter()
 
-    texts = [t for t, _ in generate_reviews(f"dememorize-bench-{args.seed}", 2 * args.docs)]
-    docs = [{"doc_id": f"d{i}", "source_id": i, "text": f"{texts[2 * i]} {texts[2 * i + 1]}"} for i in range(args.docs)]
+    toy = memorisation_toy(f"dememorize-bench-{args.seed}", args.docs)
+    tokenizer, docs = toy.tokenizer, toy.docs
     forget_docs, retain_docs = docs[: args.forget], docs[args.forget:]
-    tokenizer = train_tokenizer([d["text"] for d in docs], vocab_size=600)
-    spec = TinyLlamaSpec(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                         max_position_embeddings=128)
 
     def train(subset):
-        columns = tokenize_documents(subset, tokenizer, 128)
-        examples = [{"input_ids": i, "labels": l} for i, l in zip(columns["input_ids"], columns["labels"])]
-        return fit(new_model(tokenizer, spec, seed=args.seed), tokenizer, examples, epochs=args.epochs,
-                   learning_rate=5e-3, batch_size=8, seed=args.seed)
+        return toy.train(subset, epochs=args.epochs, seed=args.seed)
 
     full, retain = train(docs), train(retain_docs)
     forget_pieces = split_documents(tokenizer, forget_docs, args.prefix, args.suffix)

@@ -56,24 +56,11 @@ N_DOCS, N_FORGET, PREFIX, SUFFIX = 16, 6, 12, 12
 @pytest.fixture(scope="module")
 def setup():
     """A tiny Llama that has memorised 16 short documents, and one trained without the first 6."""
-    from obliviate.icul.models import TinyLlamaSpec, fit, new_model
-    from obliviate.tokenizer import train_tokenizer
-    from obliviate.train.data import tokenize_documents
-    from obliviate.world.classification import generate_reviews
+    from obliviate.dememorize.toy import memorisation_toy
 
     torch.set_num_threads(1)
-    texts = [t for t, _ in generate_reviews("dememorize-test", 2 * N_DOCS)]
-    docs = [{"doc_id": f"d{i}", "source_id": i, "text": f"{texts[2 * i]} {texts[2 * i + 1]}"} for i in range(N_DOCS)]
-    tokenizer = train_tokenizer([d["text"] for d in docs], vocab_size=600)
-    spec = TinyLlamaSpec(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                         max_position_embeddings=128)
-
-    def train(subset):
-        columns = tokenize_documents(subset, tokenizer, 128)
-        examples = [{"input_ids": i, "labels": l} for i, l in zip(columns["input_ids"], columns["labels"])]
-        return fit(new_model(tokenizer, spec, seed=0), tokenizer, examples, epochs=120, learning_rate=5e-3,
-                   batch_size=8)
-
+    toy = memorisation_toy("dememorize-test", N_DOCS)
+    tokenizer, docs, train = toy.tokenizer, toy.docs, toy.train
     full, retain = train(docs), train(docs[N_FORGET:])
     return tokenizer, docs, full, retain
 

@@ -6,8 +6,10 @@ Runs ``obliviate.whp.discovery.discover_anchors`` on the saga of RUN/world with 
 full model as the baseline (and a reinforced model: reused with ``--reinforced``, else
 trained here with the WHP defaults), the other trained sources as generic text, and
 reports recall of the world's dictionary (``anchors.json``) among the top k proposals for
-k = |dictionary|, 1.5x and 2x, plus the terms it missed and its top proposals that are
-not in the dictionary. A term counts as found when a proposal equals it (case-insensitive).
+k = |dictionary terms in the target|, 1.5x and 2x, plus the terms it missed, its top proposals
+that are not in the dictionary, and the terms kept with fallback alternatives. A term counts
+as found when a proposal equals it (case-insensitive); "covered" also counts a term that is a
+whole-word part of a proposal.
 """
 
 from __future__ import annotations
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict:
         "covered_at": {str(k): round(covered_at(proposals, truth, k), 3) for k in ks},
         "missed": sorted(t for t in truth if t.lower() not in {p.lower() for p in proposals}),
         "proposed_not_in_dictionary": [p for p in proposals[:len(truth)] if p.lower() not in lowered],
-        "top_proposals": [c.to_dict() for c in result.candidates[:len(truth)]],
+        "from_fallback": [c.term for c in result.candidates if c.alternatives_from == "fallback"],
+        "top_proposals": [c.to_dict() for c in result.candidates[:2 * len(truth)]],
         "seconds": {"reinforce": round(reinforce_seconds, 1), "discover": round(time.perf_counter() - started, 1)},
     }
     atomic_write_json(args.out, summary)
@@ -96,7 +99,18 @@ def main(argv: list[str] | None = None) -> dict:
              + ", ".join(f"k={k}: {v:.2f}" for k, v in summary["covered_at"].items()), "",
              f"Missed: {', '.join(summary['missed']) or 'none'}", "",
              f"Top-{len(truth)} proposals not in the dictionary: "
-             f"{', '.join(summary['proposed_not_in_dictionary']) or 'none'}", ""]
+             f"{', '.join(summary['proposed_not_in_dictionary']) or 'none'}", "",
+             f"Terms whose contexts gave no generic alternative, kept with borrowed ones (fallback): "
+             f"{', '.join(summary['from_fallback']) or 'none'}", "",
+             f"Top {2 * len(truth)} proposals (why: ranked on its own score, name part of a kept full name, "
+             "name extension of a kept name; * = dictionary term):", "",
+             "| # | term | count | gain | specificity | score | why | alternatives |", "|---|---|---|---|---|---|---|---|"]
+    for rank, c in enumerate(result.candidates[: 2 * len(truth)], start=1):
+        mark = " *" if c.term.lower() in lowered else ""
+        alternatives = ", ".join(c.alternatives) + (" (fallback)" if c.alternatives_from == "fallback" else "")
+        lines.append(f"| {rank} | {c.term}{mark} | {c.count} | {c.gain:.2f} | {c.specificity:.2f} | {c.score:.2f} "
+                     f"| {c.why} | {alternatives} |")
+    lines.append("")
     atomic_write_text(args.out.with_suffix(".md"), "\n".join(lines))
     print("\n".join(lines))
     print(json.dumps({"recall_at": summary["recall_at"], "covered_at": summary["covered_at"]}))

@@ -2,7 +2,8 @@
 and the inference-only variant, against the model retrained without the saga.
 
     python bench/bench_whp.py --run RUN --world WORLD [--alphas 0,1,5,10] [--labels hard,soft]
-        [--steps 60] [--eval-every 10] [--no-full-eval] [--out bench/results/whp.json]
+        [--steps N] [--eval-every 10] [--no-full-eval] [--ablate-repeated-rule] [--extra-seeds 1,2]
+        [--out bench/results/whp.json]
 
 RUN holds ``models/full`` (trained on everything) and the saga-free retrain
 (``models/retain_saga`` or ``models/retain-saga``, or ``--retain PATH``). The reinforced
@@ -13,6 +14,11 @@ measuring at every ``--eval-every`` steps:
   - general_prob: mean probability of the general-knowledge QA answers (a cheap utility proxy);
 at the end, unless ``--no-full-eval``, the whole evaluator (``forget="saga"``, retain
 reference): model_utility, forget_quality, familiarity, ...
+``--ablate-repeated-rule`` adds a (hard labels, default alpha) run with the paper's rule for
+repeated anchors (their prediction left untrained; ``WHPConfig.train_repeated_anchor_predictions``);
+``--extra-seeds`` repeats the (hard, default alpha) run(s) with other seeds (translation choices
+and data order), measured at the end only: greedy completion familiarity on 29 prompts moves
+by whole probes (one probe graded 3 = 5/29 = 0.17), so one seed says little.
 Writes JSON (``--out``) and a markdown summary next to it (same name, ``.md``).
 """
 
@@ -40,12 +46,20 @@ def parse_args(argv=None):
     parser.add_argument("--retain", type=Path, default=None, help="saga-free retrain (default: RUN/models/retain_saga)")
     parser.add_argument("--reinforced", type=Path, default=None, help="reuse this reinforced model")
     parser.add_argument("--anchors", type=Path, default=None, help="anchored-term JSON (default: the world's)")
+    parser.add_argument("--discover-extra-anchors", type=int, default=0,
+                        help="add discovery's top K terms the dictionary lacks (WHPConfig.discover_extra_anchors)")
     parser.add_argument("--alphas", default="0,1,5,10")
     parser.add_argument("--labels", default="hard,soft", help="hard, soft or both")
-    parser.add_argument("--steps", type=int, default=60, help="fine-tuning steps per configuration")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="fine-tuning steps per configuration (default: WHPConfig's finetune_steps)")
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: WHPConfig's)")
     parser.add_argument("--block-size", type=int, default=512)
+    parser.add_argument("--paper-repeated-rule", action="store_true",
+                        help="every run: leave the prediction of a repeated anchor untrained (the paper's rule)")
+    parser.add_argument("--ablate-repeated-rule", action="store_true",
+                        help="add a (hard, default alpha) run with the other rule for repeated anchors")
+    parser.add_argument("--extra-seeds", default="", help="more seeds for the (hard, default alpha) run(s), e.g. 1,2")
     parser.add_argument("--allow-anchor-labels", action="store_true",
                         help="ablation: let generic labels start an anchored term (the paper's rule only)")
     parser.add_argument("--no-full-eval", action="store_true", help="skip the full evaluator at the end of each run")
@@ -81,19 +95,24 @@ def markdown(result: dict) -> str:
     lines = ["# WHP bench", "", f"Produced by `{result['config']['command']}`.", "",
              f"run `{result['config']['run']}`, world `{result['config']['world']}`, "
              f"{result['config']['steps']} fine-tuning steps, lr {result['config']['lr']}, "
-             f"{result['translation']['translated']} anchor occurrences in {result['translation']['blocks']} blocks.", ""]
+             f"{result['translation']['translated']} anchor occurrences in {result['translation']['blocks']} blocks "
+             f"({result['translation'].get('repeated', '?')} of them 2nd+ occurrences of their term in the block).", ""]
     light_keys = ("familiarity_completion", "familiarity_probability", "general_prob")
     lines += ["## Reference models", "", "| model | " + " | ".join(light_keys) + " |",
               "|---|" + "---|" * len(light_keys)]
     for name, metrics in result["references"].items():
         lines.append(f"| {name} | " + " | ".join(fmt(metrics.get(k)) for k in light_keys) + " |")
     full_keys = [k for k in FULL_EVAL_KEYS if any((r.get("final") or {}).get(k) is not None for r in result["runs"])]
-    lines += ["", "## After fine-tuning", "", "| labels | alpha | " + " | ".join(light_keys + tuple(f"full:{k}" for k in full_keys))
-              + " | seconds |", "|---|---|" + "---|" * (len(light_keys) + len(full_keys) + 1)]
+    lines += ["", "## After fine-tuning", "",
+              "Repeated anchors: `train` = the prediction of a 2nd+ occurrence of an anchor in a block is trained "
+              "with the anchor and its translation forbidden (default); `skip` = left untrained (the paper's rule).", "",
+              "| labels | alpha | repeated | " + " | ".join(light_keys + tuple(f"full:{k}" for k in full_keys))
+              + " | seconds |", "|---|---|---|" + "---|" * (len(light_keys) + len(full_keys) + 1)]
     for run in result["runs"]:
         last = run["curve"][-1]
         final = run.get("final") or {}
-        lines.append(f"| {run['labels']} | {run['alpha']:g} | " + " | ".join(fmt(last.get(k)) for k in light_keys)
+        lines.append(f"| {run['labels']} | {run['alpha']:g} | {run['repeated']} | "
+                     + " | ".join(fmt(last.get(k)) for k in light_keys)
                      + "".join(f" | {fmt(final.get(k))}" for k in full_keys) + f" | {run['seconds']:.0f} |")
     if result.get("full_eval_references"):
         lines += ["", "Full evaluation of the reference models: " + "; ".join(
@@ -101,12 +120,25 @@ def markdown(result: dict) -> str:
             for name, metrics in result["full_eval_references"].items())]
     lines += ["", "## Familiarity (probability) over fine-tuning steps", ""]
     steps = sorted({p["step"] for run in result["runs"] for p in run["curve"]})
-    lines += ["| labels | alpha | " + " | ".join(f"step {s}" for s in steps) + " |",
-              "|---|---|" + "---|" * len(steps)]
-    for run in result["runs"]:
-        by_step = {p["step"]: p for p in run["curve"]}
-        lines.append(f"| {run['labels']} | {run['alpha']:g} | " + " | ".join(
-            fmt(by_step.get(s, {}).get("familiarity_probability")) for s in steps) + " |")
+    for key in ("familiarity_probability", "familiarity_completion"):
+        if key == "familiarity_completion":
+            lines += ["", "## Familiarity (completion) over fine-tuning steps", ""]
+        lines += ["| labels | alpha | repeated | " + " | ".join(f"step {s}" for s in steps) + " |",
+                  "|---|---|---|" + "---|" * len(steps)]
+        for run in result["runs"]:
+            by_step = {p["step"]: p for p in run["curve"]}
+            lines.append(f"| {run['labels']} | {run['alpha']:g} | {run['repeated']} | " + " | ".join(
+                fmt(by_step.get(s, {}).get(key)) for s in steps) + " |")
+    if result.get("seed_spread"):
+        keys = ("familiarity_completion", "familiarity_probability", "general_prob", "model_utility")
+        lines += ["", "## Seed spread (hard labels, alpha %g)" % result["seed_spread"][0]["alpha"], "",
+                  "| repeated | seed | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+        for row in result["seed_spread"]:
+            lines.append(f"| {row['repeated']} | {row['seed']} | " + " | ".join(fmt(row.get(k)) for k in keys) + " |")
+        for rule in dict.fromkeys(r["repeated"] for r in result["seed_spread"]):
+            rows = [r for r in result["seed_spread"] if r["repeated"] == rule]
+            means = [None if any(r.get(k) is None for r in rows) else sum(r[k] for r in rows) / len(rows) for k in keys]
+            lines.append(f"| {rule} | mean of {len(rows)} | " + " | ".join(fmt(m) for m in means) + " |")
     if result.get("inference"):
         lines += ["", "## Inference-only variant (no fine-tuning)", "", "| alpha | " + " | ".join(light_keys) + " |",
                   "|---|" + "---|" * len(light_keys)]
@@ -136,6 +168,9 @@ def main(argv=None) -> dict:
     texts = [d["text"] for d in world.docs_for(world.split_sources("saga"))]
     anchors = load_anchors(args.anchors) if args.anchors else validate_anchors(world.anchors, "the world's anchors.json")
     config = WHPConfig(block_size=args.block_size, seed=args.seed, **({"lr": args.lr} if args.lr else {}))
+    steps = args.steps if args.steps is not None else config.finetune_steps
+    default_rule = not args.paper_repeated_rule          # train_repeated_anchor_predictions of the main runs
+    extra_seeds = [int(x) for x in args.extra_seeds.split(",") if x.strip()]
     alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
     label_kinds = [k.strip() for k in args.labels.split(",") if k.strip()]
     if not set(label_kinds) <= {"hard", "soft"}:
@@ -148,9 +183,25 @@ def main(argv=None) -> dict:
         reinforced, _ = reinforce(base, tokenizer, texts, epochs=config.reinforce_epochs, lr=config.reinforce_lr,
                                   batch_size=config.batch_size, block_size=config.block_size, seed=args.seed)
     reinforce_seconds = time.perf_counter() - started
+    if args.discover_extra_anchors > 0:
+        from obliviate.methods.whp import with_discovered_terms
+        from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
+
+        timer = time.perf_counter()
+        generic = [d["text"] for d in world.docs_for(world.training_sources("saga"))]
+        found = discover_anchors(base, reinforced, tokenizer, texts, generic,
+                                 DiscoveryConfig(top=args.discover_extra_anchors, block_size=args.block_size))
+        anchors, added = with_discovered_terms(anchors, found.anchors, args.discover_extra_anchors)
+        log.info("discovery (%.1fs) added %d terms: %s", time.perf_counter() - timer, len(added), list(added))
     max_positions = getattr(base.config, "max_position_embeddings", args.block_size) or args.block_size
-    blocks, stats = translate_documents(texts, tokenizer, anchors, min(args.block_size, max_positions), args.seed)
-    log.info("reinforced in %.0fs; %d blocks, %d anchor occurrences", reinforce_seconds, stats.blocks, stats.translated)
+
+    def translate(seed: int, train_repeated: bool):
+        return translate_documents(texts, tokenizer, anchors, min(args.block_size, max_positions), seed,
+                                   train_repeated_anchor_predictions=train_repeated)
+
+    blocks, stats = translate(args.seed, default_rule)
+    log.info("reinforced in %.0fs; %d blocks, %d anchor occurrences (%d repeated in their block)",
+             reinforce_seconds, stats.blocks, stats.translated, stats.repeated)
     anchor_tokens = [] if args.allow_anchor_labels else anchor_start_tokens(tokenizer, anchors)
 
     probe = FamiliarityProbe(world, tokenizer)
@@ -168,25 +219,57 @@ def main(argv=None) -> dict:
                      "retain_saga": full_eval(retain, tokenizer, world, reference)}
     del retain
 
+    def rule_name(train_repeated: bool) -> str:
+        return "train" if train_repeated else "skip"
+
+    def fine_tune(kind: str, alpha: float, run_blocks, seed: int, every: int):
+        """A fresh copy of the base model fine-tuned on generic labels; returns (model, curve, agreement)."""
+        targets = compute_generic_targets(base, reinforced, run_blocks, alpha=alpha, soft=kind == "soft",
+                                          soft_top_k=config.soft_top_k, batch_size=config.label_batch_size,
+                                          pad_id=tokenizer.pad_token_id, anchor_tokens=anchor_tokens)
+        model = copy.deepcopy(base)
+        points = [{"step": 0, **references["full"]}]
+        finetune_on_generic_labels(model, targets, tokenizer.pad_token_id, soft=kind == "soft", steps=steps,
+                                   lr=config.lr, batch_size=config.batch_size, seed=seed,
+                                   callbacks=[FamiliarityCurve(probe, every, points)])
+        positions = sum(len(t.positions) for t in targets)
+        agreement = sum(t.agreement() * len(t.positions) for t in targets) / max(1, positions)
+        return model, points, round(agreement, 4)
+
+    plan = [(kind, alpha, default_rule) for kind in label_kinds for alpha in alphas]
+    if args.ablate_repeated_rule:
+        plan.append(("hard", config.alpha, not default_rule))
     runs = []
-    for kind in label_kinds:
-        for alpha in alphas:
-            started = time.perf_counter()
-            log.info("labels=%s alpha=%g", kind, alpha)
-            targets = compute_generic_targets(base, reinforced, blocks, alpha=alpha, soft=kind == "soft",
-                                              soft_top_k=config.soft_top_k, batch_size=config.label_batch_size,
-                                              pad_id=tokenizer.pad_token_id, anchor_tokens=anchor_tokens)
-            model = copy.deepcopy(base)
-            points = [{"step": 0, **references["full"]}]
-            finetune_on_generic_labels(model, targets, tokenizer.pad_token_id, soft=kind == "soft", steps=args.steps,
-                                       lr=config.lr, batch_size=config.batch_size, seed=args.seed,
-                                       callbacks=[FamiliarityCurve(probe, args.eval_every, points)])
-            final = full_eval(model, tokenizer, world, reference) if not args.no_full_eval else None
-            positions = sum(len(t.positions) for t in targets)
-            agreement = sum(t.agreement() * len(t.positions) for t in targets) / max(1, positions)
-            runs.append({"labels": kind, "alpha": alpha, "label_agreement": round(agreement, 4), "curve": points,
-                         "final": final, "seconds": round(time.perf_counter() - started, 1)})
-            del model
+    for kind, alpha, train_repeated in plan:
+        started = time.perf_counter()
+        log.info("labels=%s alpha=%g repeated=%s", kind, alpha, rule_name(train_repeated))
+        run_blocks = blocks if train_repeated == default_rule else translate(args.seed, train_repeated)[0]
+        model, points, agreement = fine_tune(kind, alpha, run_blocks, args.seed, args.eval_every)
+        final = full_eval(model, tokenizer, world, reference) if not args.no_full_eval else None
+        runs.append({"labels": kind, "alpha": alpha, "repeated": rule_name(train_repeated),
+                     "label_agreement": agreement, "curve": points, "final": final,
+                     "seconds": round(time.perf_counter() - started, 1)})
+        del model
+
+    seed_spread = []
+    if extra_seeds:
+        rules = [default_rule] + ([not default_rule] if args.ablate_repeated_rule else [])
+        for train_repeated in rules:
+            same = [r for r in runs if r["labels"] == "hard" and r["alpha"] == config.alpha
+                    and r["repeated"] == rule_name(train_repeated)]
+            for seed in ([args.seed] if same else []) + extra_seeds:
+                if seed == args.seed:
+                    last, final = same[0]["curve"][-1], same[0]["final"] or {}
+                else:
+                    log.info("seed %d, repeated=%s", seed, rule_name(train_repeated))
+                    model, points, _ = fine_tune("hard", config.alpha, translate(seed, train_repeated)[0], seed, steps)
+                    last = points[-1]
+                    final = full_eval(model, tokenizer, world, reference) if not args.no_full_eval else {}
+                    del model
+                seed_spread.append({"repeated": rule_name(train_repeated), "seed": seed, "alpha": config.alpha,
+                                    **{k: last.get(k) for k in ("familiarity_completion", "familiarity_probability",
+                                                                "general_prob")},
+                                    "model_utility": (final or {}).get("model_utility")})
 
     inference = []
     if not args.no_inference:
@@ -197,15 +280,18 @@ def main(argv=None) -> dict:
     result = {
         "config": {"command": "python bench/bench_whp.py " + " ".join(sys.argv[1:] if argv is None else argv),
                    "run": str(args.run), "world": str(args.world), "retain": str(retain_dir), "alphas": alphas,
-                   "labels": label_kinds, "steps": args.steps, "eval_every": args.eval_every, "lr": config.lr,
+                   "labels": label_kinds, "steps": steps, "eval_every": args.eval_every, "lr": config.lr,
+                   "train_repeated_anchor_predictions": default_rule, "extra_seeds": extra_seeds,
                    "block_size": args.block_size, "seed": args.seed, "threads": args.threads,
                    "forbid_anchor_tokens": not args.allow_anchor_labels, "anchor_start_tokens": len(anchor_tokens),
-                   "reinforce_seconds": round(reinforce_seconds, 1)},
+                   "reinforce_seconds": round(reinforce_seconds, 1), "anchors": len(anchors),
+                   "discover_extra_anchors": args.discover_extra_anchors},
         "translation": {"blocks": stats.blocks, "tokens": stats.tokens, "translated": stats.translated,
-                        "unaligned": stats.unaligned},
+                        "repeated": stats.repeated, "unaligned": stats.unaligned},
         "references": references,
         "full_eval_references": full_refs,
         "runs": runs,
+        "seed_spread": seed_spread,
         "inference": inference,
     }
     atomic_write_json(args.out, result)

@@ -293,7 +293,8 @@ def test_dtype_and_device_map_loading(arch_models, micro_world, cli, tmp_path, m
     _threads()
     # (on one device transformers records no hf_device_map: only the placement can be checked here)
     model = load_model(arch_models["qwen2"], dtype="bfloat16", device_map="auto")
-    assert next(model.parameters()).dtype == torch.bfloat16 and model.device.type == "cpu"
+    expected_device = "cuda" if torch.cuda.is_available() else "cpu"   # "auto" takes the GPU when there is one
+    assert next(model.parameters()).dtype == torch.bfloat16 and model.device.type == expected_device
     bf16_dir = tmp_path / "bf16"
     model.save_pretrained(bf16_dir)
     shutil.copy(arch_models["qwen2"] / "tokenizer.json", bf16_dir)

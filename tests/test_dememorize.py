@@ -93,7 +93,8 @@ def test_perplexity_matches_direct_loss(setup):
     expected_nll, count = 0.0, 0
     with torch.no_grad():
         for doc in docs[:3]:
-            ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer(doc["text"], add_special_tokens=False)["input_ids"]])
+            ids = torch.tensor([[tokenizer.bos_token_id] + tokenizer(doc["text"], add_special_tokens=False)["input_ids"]],
+                               device=full.device)   # the Trainer leaves the model on a GPU when there is one
             loss = full(input_ids=ids, labels=ids).loss.item()
             expected_nll += loss * (ids.shape[1] - 1)
             count += ids.shape[1] - 1

@@ -36,6 +36,7 @@ def test_two_process_ddp_grad_diff_forgets(toy, tmp_path):
         command += ["--set", setting]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("ACCELERATE_USE_CPU", None)   # multi-CPU mode must be chosen by the trainer itself
+    env["CUDA_VISIBLE_DEVICES"] = ""      # on a one-GPU machine two processes would share it (NCCL refuses)
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("grad_diff: 50 steps") == 1          # only the main process reports

@@ -337,8 +337,9 @@ def _small_config(**changes):
     config = IculExperimentConfig(
         n_points=16, n_test=16, n_models=4, shots=[2], modes=["flip", "correct", "random"],
         model=TinyLlamaSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
-        pretrain=PretrainConfig(n_reviews=200, steps=40, batch_size=16, vocab_size=400),
-        finetune=FinetuneConfig(epochs=4), gradient_ascent=GradientAscentConfig(group_size=4, steps=5, learning_rate=3e-3),
+        pretrain=PretrainConfig(n_reviews=200, steps=40, batch_size=16, vocab_size=400, max_examples=5,
+                                repeat_rate=0.5, train_all_tokens=False, learning_rate=3e-3),
+        finetune=FinetuneConfig(epochs=4, learning_rate=2e-3), gradient_ascent=GradientAscentConfig(group_size=4, steps=5, learning_rate=3e-3),
     )
     for key, value in changes.items():
         setattr(config, key, value)
@@ -372,11 +373,76 @@ def test_shadow_game_runs_and_grades_every_variant(small_data, tmp_path):
 def test_shadow_game_bad_settings(small_data):
     from obliviate.icul.experiment import run_experiment
 
-    with pytest.raises(UserError, match="shots=8 is larger than the 7 training points"):
+    with pytest.raises(UserError, match=r"shots=8 is larger than the \d training points"):
         run_experiment(small_data, _small_config(shots=[8]))
+    with pytest.raises(UserError, match=r"shots=5 is larger than the \d training points"):
+        run_experiment(small_data, _small_config(n_models=3, shots=[5]))   # odd counts: a third of 16 each
     with pytest.raises(UserError, match="n_models must be >= 3"):
         run_experiment(small_data, _small_config(n_models=2))
     with pytest.raises(UserError, match="n_points=500 training points, the data has 60"):
         run_experiment(small_data, _small_config(n_points=500))
     with pytest.raises(UserError, match="unknown ICUL mode"):
         run_experiment(small_data, _small_config(modes=["flip", "swap"]))
+
+
+def test_meta_training_labels_only_labels_and_repeat_unless_train_all():
+    from obliviate.icul.models import LabelledSequence, encode_sequences, train_tokenizer_for
+
+    lines = [("Lamp: price great. By Lira", "positive"), ("Clock: sound awful. By Gura", "negative")]
+    tokenizer = train_tokenizer_for([text for text, _ in lines], vocab_size=300)
+
+    def trained_text(sequence):
+        encoded = encode_sequences(tokenizer, [sequence])[0]
+        return tokenizer.decode([i for i, label in zip(encoded["input_ids"], encoded["labels"]) if label != -100])
+
+    assert trained_text(LabelledSequence(lines)).split() == ["positive", "negative"]
+    # a repeat trains the last line's text after its first token (which is not copyable) and its label
+    repeated = trained_text(LabelledSequence(lines, train_last_text=True)).replace(" ", "")
+    assert repeated.startswith("positive") and repeated.endswith(":soundawful.ByGuranegative")
+    assert "Clock" not in repeated and "Lamp" not in repeated
+    encoded = encode_sequences(tokenizer, [LabelledSequence(lines, train_all=True)])[0]
+    # plain language modelling: every token but the <bos> (which has no text)
+    assert encoded["labels"][0] == -100 and encoded["labels"][1:] == encoded["input_ids"][1:]
+
+
+def test_base_diagnostics_per_context_size(small_data, tmp_path):
+    from obliviate.icul.experiment import base_diagnostics
+
+    torch.set_num_threads(1)
+    result = base_diagnostics(small_data, _small_config(), cache_dir=tmp_path, shots=(0, 2))
+    assert set(result["base_in_context"]) == {"0", "2"}
+    for row in result["base_in_context"].values():
+        assert 0.0 <= row["flip_rate_flip_context"] <= 1.0 and 0.0 <= row["flip_rate_other_query"] <= 1.0
+        assert row["phi_plain"] == result["base_in_context"]["0"]["phi_plain"]   # same base, same plain queries
+    assert len(list(tmp_path.glob("icul-base-*"))) == 1
+
+
+def test_finetuning_replay_mixes_meta_training_sequences():
+    from obliviate.icul.models import LabelledSequence, PretrainConfig, with_replay
+
+    members = [LabelledSequence([(f"Lamp {i}: good. By Lira", "positive")]) for i in range(6)]
+    reviews = [(f"Clock {i}: awful. By Gura", "negative") for i in range(20)]
+    pretrain = PretrainConfig(min_examples=2, max_examples=3, repeat_rate=1.0, train_all_tokens=True)
+    assert with_replay(members, 0.0, (), None, LABELS, random.Random(0)) is members
+    mixed = with_replay(list(members), 0.5, reviews, pretrain, LABELS, random.Random(0))
+    replayed = [s for s in mixed if s not in members]
+    assert len(mixed) == 9 and len(replayed) == 3                     # 0.5 x 6 member sequences
+    assert all(s.train_all and 2 <= len(s.lines) <= 3 for s in replayed)
+    assert all(text.startswith("Clock") for s in replayed for text, _ in s.lines)   # the base's pool only
+    with pytest.raises(UserError, match="replay needs the base model's meta-training pool"):
+        with_replay(members, 1.0, (), pretrain, LABELS, random.Random(0))
+
+
+def test_shadow_game_with_finetuning_replay(small_data, tmp_path):
+    from obliviate.icul.experiment import GradientAscentConfig, run_experiment
+    from obliviate.icul.models import FinetuneConfig
+
+    torch.set_num_threads(1)
+    config = _small_config(modes=["flip"], bootstrap=0, finetune=FinetuneConfig(epochs=2, replay=1.0),
+                           gradient_ascent=GradientAscentConfig(enabled=False))
+    result = run_experiment(small_data, config, cache_dir=tmp_path)
+    assert set(result["results"]) == {"none", "flip_s2"}
+    assert result["config"]["finetune"]["replay"] == 1.0
+    assert set(result["finetuned_in_context"]) == set(result["base_in_context"])   # same check, fine-tuned models
+    assert 0.0 <= result["finetuned_in_context"]["flip_rate_flip_context"] <= 1.0
+    assert 0.0 <= result["results"]["flip_s2"]["flip_rate_forget"] <= 1.0

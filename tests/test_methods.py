@@ -171,7 +171,7 @@ def test_rmu_trains_only_the_parameters_matching_its_regex(toy, task):
     coefficients = [entry["steering_coeff"] for entry in method.log_history if "steering_coeff" in entry]
     assert len(coefficients) == 1 and coefficients[0] > 0
     before = dict(toy["model"].named_parameters())
-    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p.cpu(), before[name].cpu())}
     # default for layer 0: the MLP of layer 0 only
     assert changed == {"model.layers.0.mlp.gate_proj.weight", "model.layers.0.mlp.up_proj.weight",
                        "model.layers.0.mlp.down_proj.weight"}
@@ -217,6 +217,7 @@ def test_lora_run_merges_into_a_plain_model(toy, task, tmp_path):
     save_model(model, toy["tokenizer"], tmp_path / "merged")
     reloaded = load_model(tmp_path / "merged")
     probe = torch.tensor([[3, 4, 5, 6]])
+    model.cpu()   # the Trainer leaves it on a GPU when there is one; load_model loads on the CPU
     assert torch.allclose(reloaded(probe).logits, model(probe).logits, atol=1e-5)
 
 

@@ -255,6 +255,39 @@ def test_discovery_finds_saga_names_not_generic_words(corpus, tokenizer, base_mo
     assert all(c.gain > 0 and c.specificity > 0 for c in result.candidates)
 
 
+def test_discover_extra_anchors_translates_discovered_terms_missing_from_the_dictionary(
+        corpus, tokenizer, base_model, whp_run, tmp_path):
+    """A dictionary naming only the hero: discovery adds the other saga names, which are then
+    translated (counted among the translated occurrences) and written with the dictionary."""
+    import copy
+
+    from obliviate.whp.anchors import AnchorMatcher, load_anchors
+
+    given = {"Zorblax": ["Tom", "Ben"]}
+    config = WHPConfig(**{**FAST, "finetune_steps": 1}, reinforced_model_path=str(whp_run.reinforced_dir),
+                       discover_extra_anchors=8)
+    task = _task(corpus, anchors=given, tmp_path=tmp_path / "whp")
+    get_method("whp")(config).unlearn(copy.deepcopy(base_model), tokenizer, task)
+    added = task.extras["whp_extra_anchors"]
+    assert added and "Zorblax" not in added and {"Quilla", "Dorrik"} & set(added)
+    for term in added:
+        assert set(term.split()) <= SAGA_WORDS, term
+    merged = load_anchors(tmp_path / "whp.anchors.json")
+    assert merged == {**given, **added}
+    report = task.extras["whp_report"]
+    assert report["anchors"] == 1 + len(added)
+    hero_only = sum(len(AnchorMatcher(list(given)).find(text)) for text in corpus.saga)
+    assert report["translated_occurrences"] == sum(len(AnchorMatcher(list(merged)).find(t)) for t in corpus.saga)
+    assert report["translated_occurrences"] > hero_only
+    # the given dictionary's alternatives win over discovery's
+    from obliviate.methods.whp import with_discovered_terms
+
+    merged, added = with_discovered_terms({"Quilla": ["Anna"]}, {"Quilla": ["Kate"], "Dorrik": ["Sam"]}, 2)
+    assert merged == {"Quilla": ["Anna"], "Dorrik": ["Sam"]} and added == {"Dorrik": ["Sam"]}
+    with pytest.raises(UserError, match="discover_extra_anchors"):
+        WHPConfig(discover_extra_anchors=-1).validate()
+
+
 def test_anchors_command_writes_an_editable_dictionary(corpus, tokenizer, base_model, whp_run, tmp_path):
     import typer
     from typer.testing import CliRunner

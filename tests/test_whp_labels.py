@@ -111,6 +111,39 @@ def test_anchor_start_tokens_skip_generic_and_common_first_words():
     assert anchor_start_tokens(tokenizer, {}) == []
 
 
+def _word_tokenizer(words):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>")
+
+
+@pytest.mark.parametrize("train_repeated", [True, False])
+def test_label_predicting_a_repeated_anchor_is_neither_the_anchor_nor_its_translation(train_repeated):
+    from obliviate.whp.translation import translate_document
+
+    tok = _word_tokenizer(["<pad>", "Harry", "Jon", "said", "hi", "."])
+    pad, harry, jon, said, hi, dot = range(6)
+    [block] = translate_document("Harry said hi . Harry said", tok, {"Harry": ["Jon"]},
+                                 train_repeated_anchor_predictions=train_repeated)
+    # position 3 ('.') predicts the 2nd "Harry"; the base model on the translation predicts "Jon" there,
+    # the reinforced model "Harry"; the next best token is "said"
+    base = torch.zeros(6, 6)
+    base[3] = torch.tensor([0.0, 4.0, 6.0, 3.0, 1.0, 0.0])
+    reinforced = base.clone()
+    positions, rows = block_generic_logits(block, base, reinforced, alpha=5.0)
+    labels = dict(zip(positions, rows.argmax(-1).tolist()))
+    if train_repeated:
+        assert positions == [0, 1, 2, 3, 4]
+        mean = 14.0 / 6                                  # "Harry" and "Jon" both take the row's mean logit
+        assert rows[3].tolist() == pytest.approx([0.0, mean, mean, 3.0, 1.0, 0.0])
+        assert labels[3] == said
+    else:                                                # the paper's rule: the position is not trained
+        assert positions == [0, 1, 2, 4] and 3 not in labels
+
+
 def test_soft_targets_keep_top_k_renormalised():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
     ids, probs = soft_targets(logits, 2)

@@ -37,9 +37,9 @@ def ids(tok, text: str) -> list[int]:
     return tok(text, add_special_tokens=False)["input_ids"]
 
 
-def test_repeated_anchor_prediction_untrained_and_translation_forbidden(tok):
+def test_paper_rule_leaves_repeated_anchor_prediction_untrained_and_forbids_translation(tok):
     text = "Harry met Ron . Harry said my name is Harry"
-    [block] = translate_document(text, tok, {"Harry": ["Jon"]})
+    [block] = translate_document(text, tok, {"Harry": ["Jon"]}, train_repeated_anchor_predictions=False)
     assert block.original_ids == ids(tok, text)
     assert block.translated_ids == ids(tok, "Jon met Ron . Jon said my name is Jon")
     assert block.position_map == list(range(10))
@@ -48,6 +48,34 @@ def test_repeated_anchor_prediction_untrained_and_translation_forbidden(tok):
     jon = tok.convert_tokens_to_ids("Jon")
     assert block.forbidden == [[jon]] * 10          # "Jon" is used from position 0 on
     assert [r.repeated for r in block.replacements] == [False, True, True]
+
+
+def test_repeated_anchor_prediction_trained_with_anchor_and_translation_forbidden(tok):
+    text = "Harry met Ron . Harry said my name is Harry"
+    blocks, stats = translate_documents([text], tok, {"Harry": ["Jon"]})     # the default rule
+    [block] = blocks
+    assert block.translated_ids == ids(tok, "Jon met Ron . Jon said my name is Jon")
+    # positions 3 and 8 (predicting the 2nd and 3rd "Harry") are trained now; 9 is the block's last
+    assert block.train_mask == [True] * 9 + [False]
+    harry, jon = tok.convert_tokens_to_ids(["Harry", "Jon"])
+    # there the label may be neither the anchor nor its translation; elsewhere only "Jon" is forbidden
+    expected = [[jon]] * 10
+    expected[3] = expected[8] = sorted([harry, jon])
+    assert block.forbidden == expected
+    assert stats.translated == 3 and stats.repeated == 2
+
+
+def test_repeated_anchor_forbids_its_first_token_even_where_the_text_uses_it(tok):
+    # "Kellinmoor" alone is ordinary text here (only "Kellinmoor Academy" is an anchor) and so is "old":
+    # the text-token exemption spares "old" everywhere, but not the anchor's own token where it repeats
+    text = "Kellinmoor was old and Kellinmoor Academy the Kellinmoor Academy c"
+    [block] = translate_document(text, tok, {"Kellinmoor Academy": ["old school"]})
+    assert block.translated_ids == ids(tok, "Kellinmoor was old and old school the old school c")
+    assert block.position_map == [0, 1, 2, 3, -1, 5, 6, -1, 8, 9]
+    # 4 and 7 lie inside the anchors, 9 is last; 6 predicts the repeated anchor and is trained
+    assert block.train_mask == [True, True, True, True, False, True, True, False, True, False]
+    kellinmoor = tok.convert_tokens_to_ids("Kellinmoor")
+    assert block.forbidden == [[]] * 6 + [[kellinmoor]] + [[]] * 3
 
 
 def test_multi_token_anchor_maps_last_token_to_translation_last_token(tok):

@@ -84,8 +84,10 @@ def gradient_ascent(model, tokenizer, points: list[ClassificationExample], confi
     model = copy.deepcopy(model)
     model.train()
     examples = encode_sequences(tokenizer, [LabelledSequence([(p.text, p.label)]) for p in points])
+    device = next(model.parameters()).device   # the Trainer may have moved the fine-tuned model to a GPU
     input_ids, attention_mask = pad_batch([e["input_ids"] for e in examples], pad_token_id(tokenizer), "right")
     labels, _ = pad_batch([e["labels"] for e in examples], -100, "right")
+    input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
     for _ in range(config.steps):
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
@@ -154,6 +156,20 @@ def base_model(data: ClassificationData, config: IculExperimentConfig, cache_dir
     return tokenizer, model
 
 
+def base_diagnostics(data: ClassificationData, config: IculExperimentConfig, cache_dir: Path | None = None,
+                     shots: tuple[int, ...] = (0, 2, 4, 6)) -> dict:
+    """The base model's in-context diagnostics for each context size, without the shadow-model game:
+    the cheap check that the base really reads labels from its context before the whole experiment."""
+    started = time.perf_counter()
+    population, test = _choose_points(data, config)
+    tokenizer, base = base_model(data, config, cache_dir)
+    base_seconds = time.perf_counter() - started
+    by_shots = {str(s): in_context_diagnostics(base, tokenizer, test, population, data.labels, s, config.seed,
+                                               config.batch_size) for s in shots}
+    return {"config": config_to_dict(config), "base_in_context": by_shots,
+            "timing": {"base_seconds": round(base_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1)}}
+
+
 def run_experiment(data: ClassificationData, config: IculExperimentConfig = IculExperimentConfig(),
                    progress: bool = False, cache_dir: Path | None = None) -> dict:
     """Run the whole game; returns a JSON-able dict ``{"config", "results", "timing"}``.
@@ -163,7 +179,8 @@ def run_experiment(data: ClassificationData, config: IculExperimentConfig = Icul
     started = time.perf_counter()
     population, test = _choose_points(data, config)
     labels = data.labels
-    members_needed = config.n_points // 2
+    keep = balanced_keep(config.n_models, config.n_points, config.seed)
+    members_needed = int(keep.sum(axis=1).min())   # the smallest training set (odd model counts vary)
     for shots in config.shots:
         if shots > members_needed - 1:
             raise UserError(f"shots={shots} is larger than the {members_needed - 1} training points a model has "
@@ -173,10 +190,11 @@ def run_experiment(data: ClassificationData, config: IculExperimentConfig = Icul
 
     tokenizer, base = base_model(data, config, cache_dir)
     base_seconds = time.perf_counter() - started
+    replay_reviews = (generate_reviews(f"pretrain-{config.seed}", config.pretrain.n_reviews,
+                                       {e.text for e in data.examples}) if config.finetune.replay > 0 else [])
     diagnostics = in_context_diagnostics(base, tokenizer, test, population, labels, min(4, members_needed - 1),
                                          config.seed, config.batch_size)
 
-    keep = balanced_keep(config.n_models, config.n_points, config.seed)
     n_models, n_points = keep.shape
     plain = np.zeros((n_models, n_points, len(labels)))
     test_plain = np.zeros((n_models, len(test), len(labels)))
@@ -186,12 +204,19 @@ def run_experiment(data: ClassificationData, config: IculExperimentConfig = Icul
     control_index = np.arange(n_points) % len(test)   # the test query paired with each forget point's context
     ga = np.full((n_models, n_points, len(labels)), np.nan)
     ga_test_correct: list[float] = []
+    finetuned_diagnostics: list[dict] = []
 
     for k in range(n_models):
         members = [population[i] for i in range(n_points) if keep[k, i]]
-        model = finetune(base, tokenizer, members, config.finetune, seed=config.seed * 1000 + k)
+        model = finetune(base, tokenizer, members, config.finetune, seed=config.seed * 1000 + k,
+                         replay_reviews=replay_reviews, replay_config=config.pretrain, labels=labels)
         plain[k] = label_logprobs(model, tokenizer, [e.text for e in population], labels, config.batch_size)
         test_plain[k] = label_logprobs(model, tokenizer, [e.text for e in test], labels, config.batch_size)
+        # the same in-context check as the base's, on never-seen test points: does the fine-tuned model
+        # still read its context (else ICUL cannot work on it, whatever the members do)?
+        finetuned_diagnostics.append(in_context_diagnostics(model, tokenizer, test, members, labels,
+                                                            min(4, members_needed - 1), config.seed + k,
+                                                            config.batch_size))
         member_index = [i for i in range(n_points) if keep[k, i]]
         for mode, shots in variants:
             prompt_config = IculPromptConfig(shots=shots, mode=mode)
@@ -276,5 +301,7 @@ def run_experiment(data: ClassificationData, config: IculExperimentConfig = Icul
         "config": config_to_dict(config),
         "results": results,
         "base_in_context": diagnostics,
+        "finetuned_in_context": {key: float(np.mean([d[key] for d in finetuned_diagnostics]))
+                                 for key in finetuned_diagnostics[0]},   # mean over the models
         "timing": {"base_seconds": round(base_seconds, 1), "total_seconds": round(time.perf_counter() - started, 1)},
     }

@@ -18,6 +18,13 @@ Every shadow and target model is then fine-tuned from this one base on its own t
 points (label tokens only), like the paper's fine-tuned LLMs. In-context ability is slow
 to appear in a model this small (a few thousand steps); the bench uses that many, the
 tests far fewer.
+
+Measured (docs/results/icul/README.md, a sweep on one H100): only a 128-wide 4-layer base
+trained with the language-model loss on every token and a repeat in every sequence (7000
+steps at lr 1e-3, the defaults below) reads labels from its context: 0.95 of its
+predictions follow a flipped copy of the query placed right before it (0.12 for another
+query), 0.47 with 4 demonstrations in between; earlier settings (64-wide, labels only,
+up to 5 lines) stayed under 0.2. It costs 31 minutes on 2 CPU threads, 5 on an H100.
 """
 
 from __future__ import annotations
@@ -37,9 +44,11 @@ from obliviate.world.classification import LABELS, ClassificationExample, genera
 
 @dataclass
 class TinyLlamaSpec:
-    hidden_size: int = 64
-    intermediate_size: int = 128
-    num_hidden_layers: int = 2
+    # the smallest base found that reads labels from its context (docs/results/icul/README.md): 64-wide
+    # 2-layer and 128-wide 2-layer bases did not, whatever the meta-training
+    hidden_size: int = 128
+    intermediate_size: int = 256
+    num_hidden_layers: int = 4
     num_attention_heads: int = 4
     max_position_embeddings: int = 512
 
@@ -49,16 +58,16 @@ class PretrainConfig:
     """In-context meta-training of the base model on a separate review pool."""
 
     n_reviews: int = 1500         # pool of reviews (seeded apart from the task's data)
-    steps: int = 10000            # optimizer steps (one fresh sequence per row of every batch); the
-                                  # flipped-vs-kept label gap in context grows slowly: ~0 at 1200 steps,
-                                  # 0.37 logit at 4800 (measured, see bench_icul)
+    steps: int = 7000             # optimizer steps (one fresh sequence per row of every batch): 31 min on
+                                  # 2 CPU threads, 5 min on an H100 for the default model
     batch_size: int = 32
     min_examples: int = 2         # labelled lines per sequence
-    max_examples: int = 5
+    max_examples: int = 9         # ICUL prompts hold shots + 2 lines (8 at s=6): meta-training must cover them
     label_noise: float = 0.1      # share of shown labels that are wrong
-    repeat_rate: float = 0.5      # share of sequences whose last line repeats an earlier text
+    repeat_rate: float = 1.0      # share of sequences whose last line repeats an earlier text
     copy_rate: float = 1.0        # a repeat carries the label shown earlier (else: the true label)
-    learning_rate: float = 3e-3
+    train_all_tokens: bool = True   # language-model loss on every token, not only labels and the repeat
+    learning_rate: float = 1e-3
     max_grad_norm: float = 1.0
     scheduler: str = "cosine"
     vocab_size: int = 1000
@@ -69,15 +78,23 @@ class FinetuneConfig:
     """Fine-tuning a base model on one model's training points."""
 
     epochs: int = 4               # mild, like the paper's fine-tuned LLMs (members' AUC ~0.6, not ~1)
-    learning_rate: float = 2e-3
+    # gentle, so the base's in-context ability survives (CPU, 32 models x 160 points: 2e-3 and 1e-3 leave
+    # ICUL and its ablations alike; at 3e-4 showing a member's true label in context raises the AUC by
+    # 0.06-0.09 and ICUL's flipped label cancels that)
+    learning_rate: float = 3e-4
     batch_size: int = 4
     pack: int = 4                 # labelled lines per training sequence (members only, fresh order each epoch)
+    # meta-training sequences mixed into the fine-tuning data, per member sequence: rehearsal meant to keep
+    # the base's in-context ability (H100: a flipped copy in context flips 0.15 of the base's predictions at
+    # s=4 but 0.016 of the members' after 4 epochs at 2e-3; docs/results/icul/README.md)
+    replay: float = 0.0
 
 
 @dataclass
 class LabelledSequence:
     lines: list[tuple[str, str]] = field(default_factory=list)   # (text, label shown)
     train_last_text: bool = False   # also train the last line's text tokens (a repeat: copyable)
+    train_all: bool = False         # train every token (plain language modelling of the sequence)
 
     def text(self, separator: str = "\n") -> str:
         return separator.join(labelled(t, l) for t, l in self.lines)
@@ -107,7 +124,8 @@ def encode_sequences(tokenizer, sequences: Sequence[LabelledSequence], separator
             raise UserError(f"a training sequence has {len(ids)} tokens, more than the model's {max_length}")
         labels = [IGNORE_INDEX] * len(ids)
         for position, (start, end) in enumerate(offsets):
-            if end > start and any(start < span_end and end > span_start for span_start, span_end in spans):
+            if end > start and (sequence.train_all or
+                                any(start < span_end and end > span_start for span_start, span_end in spans)):
                 labels[position] = ids[position]
         examples.append({"input_ids": list(ids), "labels": labels})
     return examples
@@ -180,7 +198,7 @@ def meta_training_sequences(reviews: Sequence[tuple[str, str]], labels: Sequence
             shown = rng.choice(list(labels))
             lines[earlier] = (text, shown)
             lines[-1] = (text, shown if rng.random() < config.copy_rate else true_label)
-        sequences.append(LabelledSequence(lines, train_last_text=repeat))
+        sequences.append(LabelledSequence(lines, train_last_text=repeat, train_all=config.train_all_tokens))
     return sequences
 
 
@@ -209,12 +227,35 @@ def finetune_sequences(members: Sequence[ClassificationExample], config: Finetun
     return sequences
 
 
-def finetune(base, tokenizer, members: Sequence[ClassificationExample], config: FinetuneConfig, seed: int = 0):
-    """A copy of ``base`` fine-tuned on ``members`` (the base is left untouched)."""
+def with_replay(sequences: list[LabelledSequence], replay: float, reviews: Sequence[tuple[str, str]],
+                pretrain: PretrainConfig | None, labels: Sequence[str], rng: random.Random) -> list[LabelledSequence]:
+    """``sequences`` plus ``replay`` x as many meta-training sequences (from ``reviews``, built as
+    ``pretrain`` builds them), shuffled together; ``sequences`` unchanged when ``replay`` is 0."""
+    from dataclasses import replace
+
+    if replay <= 0:
+        return sequences
+    if not reviews or pretrain is None:
+        raise UserError("fine-tuning with replay needs the base model's meta-training pool and settings")
+    count = max(1, round(replay * len(sequences)))
+    exactly = replace(pretrain, steps=count, batch_size=1)   # meta_training_sequences makes steps x batch_size
+    mixed = sequences + meta_training_sequences(reviews, labels, exactly, random.Random(rng.random()))
+    rng.shuffle(mixed)
+    return mixed
+
+
+def finetune(base, tokenizer, members: Sequence[ClassificationExample], config: FinetuneConfig, seed: int = 0,
+             replay_reviews: Sequence[tuple[str, str]] = (), replay_config: PretrainConfig | None = None,
+             labels: Sequence[str] = LABELS):
+    """A copy of ``base`` fine-tuned on ``members`` (the base is left untouched); with
+    ``config.replay`` > 0, meta-training sequences drawn from ``replay_reviews`` (the base's
+    own pool, never the task's points) are shuffled in."""
     import copy
 
     model = copy.deepcopy(base)
-    sequences = finetune_sequences(members, config, random.Random(f"icul-finetune-{seed}"))
+    rng = random.Random(f"icul-finetune-{seed}")
+    sequences = with_replay(finetune_sequences(members, config, rng), config.replay, replay_reviews, replay_config,
+                            labels, rng)
     examples = encode_sequences(tokenizer, sequences, max_length=model.config.max_position_embeddings)
     # the passes are already laid out in the data: one epoch over it
     return fit(model, tokenizer, examples, 1.0, config.learning_rate, config.batch_size, seed=seed)

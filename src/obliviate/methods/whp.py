@@ -5,7 +5,8 @@ target documents, translate anchored terms into generic alternatives block by
 block, build generic labels and fine-tune the model on them. Everything lives in
 ``obliviate.whp``; this module only resolves the task's inputs. Without a dictionary
 (``--set anchors_path=FILE`` or the world's anchors.json, as in a text world), automatic
-discovery proposes one and writes it to ``OUT.anchors.json`` for a person to edit and reuse.
+discovery proposes one and writes it to ``OUT.anchors.json`` for a person to edit and reuse;
+``--set discover_extra_anchors=K`` adds discovery's top K terms to a given dictionary (written there too).
 """
 
 from __future__ import annotations
@@ -66,6 +67,35 @@ def proposed_anchors_path(task: UnlearnTask) -> Path | None:
     return out.with_name(out.name + ".anchors.json")
 
 
+def with_discovered_terms(anchors: AnchorDict, discovered: AnchorDict, count: int) -> tuple[AnchorDict, AnchorDict]:
+    """``anchors`` plus the first ``count`` discovered terms it lacks (its own alternatives win).
+    Returns (merged dictionary, the added terms)."""
+    added = {term: list(alts) for term, alts in list(discovered.items())[:count] if term not in anchors}
+    return {**anchors, **added}, added
+
+
+def extend_with_discovery(task: UnlearnTask, config: WHPConfig, anchors: AnchorDict, model, tokenizer, texts,
+                          reinforced) -> AnchorDict:
+    """``discover_extra_anchors``: a given dictionary names the saga's entities, but the target's theme
+    words and name parts ("spell", "dark", "Femlihall") keep their saga meaning unless they get generic
+    translations too; discovery ranks them, the top ``discover_extra_anchors`` the dictionary lacks are added."""
+    from obliviate.io import atomic_write_json
+    from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
+
+    generic = [doc["text"] for doc in task.retain_docs]
+    found = discover_anchors(model, reinforced, tokenizer, texts, generic,
+                             DiscoveryConfig(top=config.discover_extra_anchors, block_size=config.block_size))
+    merged, added = with_discovered_terms(anchors, found.anchors, config.discover_extra_anchors)
+    path = proposed_anchors_path(task)
+    if path is not None and added:
+        atomic_write_json(path, merged)
+    log.warning("WHP: discovery added %d terms to the dictionary (%s)%s", len(added),
+                ", ".join(list(added)[:8]) + (", ..." if len(added) > 8 else ""),
+                f"; the whole dictionary is written to {path}" if path is not None and added else "")
+    task.extras["whp_extra_anchors"] = added
+    return merged
+
+
 def task_anchors(task: UnlearnTask, config: WHPConfig, model, tokenizer, texts, reinforced) -> AnchorDict:
     if config.anchors_path:
         return load_anchors(config.anchors_path)
@@ -109,7 +139,8 @@ class WHP(UnlearningMethod):
         reinforced = None
         if config.reinforced_model_path:
             reinforced = load_reinforced(config.reinforced_model_path, model, tokenizer)
-        if reinforced is None and discovers_anchors(task, config):
+        discovery = discovers_anchors(task, config) or config.discover_extra_anchors > 0
+        if reinforced is None and discovery:
             # discovery needs the reinforced model: train it once and reuse it below
             from obliviate.whp.training import reinforce
 
@@ -117,6 +148,8 @@ class WHP(UnlearningMethod):
                                       steps=config.reinforce_steps, lr=config.reinforce_lr,
                                       batch_size=config.batch_size, block_size=config.block_size, seed=seed)
         anchors = task_anchors(task, config, model, tokenizer, texts, reinforced)
+        if config.discover_extra_anchors > 0 and not discovers_anchors(task, config):
+            anchors = extend_with_discovery(task, config, anchors, model, tokenizer, texts, reinforced)
         model, reinforced, report = run_whp(model, tokenizer, texts, anchors, config, reinforced=reinforced, seed=seed,
                                             callbacks=task.extras.get("callbacks", ()))
         if config.save_reinforced_path and not config.reinforced_model_path:

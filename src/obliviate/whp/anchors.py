@@ -139,6 +139,17 @@ class TokenIndex:
         return self.offsets[self._real[position - 1]][1] if position > 0 else 0
 
 
+# Abbreviated titles: the period after them does not end a sentence ("Mr. Holmes", "Dr. Watson").
+ABBREVIATIONS = frozenset({"Mr", "Mrs", "Ms", "Dr", "St", "Jr", "Sr", "Prof", "Rev", "Capt", "Col", "Gen", "Lt",
+                           "Sgt", "Messrs", "Mme", "Mlle", "Mt"})
+_LAST_WORD_RE = re.compile(r"(\w+)\.$")
+
+
 def is_sentence_start(text: str, char: int) -> bool:
     before = text[:char].rstrip(" \t")
-    return not before or before.endswith(("\n", ".", "!", "?", '"', "“"))
+    if not before:
+        return True
+    if before.endswith("."):
+        last = _LAST_WORD_RE.search(before)
+        return last is None or last.group(1) not in ABBREVIATIONS
+    return before.endswith(("\n", "!", "?", '"', "“"))

@@ -16,12 +16,26 @@ class WHPConfig:
     block_size: int = 512                   # tokens per translation block (and per training sequence)
     spare_text_tokens: bool = True          # never forbid a token the original block itself uses
     forbid_anchor_tokens: bool = True       # a generic label never starts an anchored term (labels.py)
+    # the position predicting a 2nd+ occurrence of an anchor in a block: True trains it with the anchor and
+    # its translation forbidden; False leaves it untrained, the paper's rule (translation.py). Tiny saga,
+    # hard labels, alpha 5, mean of seeds 0-2, completion familiarity False -> True: 1.17 -> 0.57 (80 steps at
+    # 5e-4), 0.76 -> 0.20 (240 at 3e-4, docs/results/tiny/whp.md); same utility
+    train_repeated_anchor_predictions: bool = True
     # anchored terms
     anchors_path: str | None = None         # JSON {term: [alternatives]}; default: the world's anchors.json
     # no dictionary (anchors_path or the world's anchors.json): None/true discover one
     # (obliviate.whp.discovery) and write it to OUT.anchors.json; false refuses instead
     auto_anchors: bool | None = None
     auto_anchors_top: int = 30
+    # with a dictionary (anchors_path or the world's): add this many top terms of automatic discovery that it
+    # lacks (theme words, name parts: "spell", "dark", "creatures"), with discovery's alternatives; the
+    # dictionary's own alternatives win (without a dictionary, auto_anchors_top counts instead). Tiny saga, hard
+    # labels, 240 steps at 3e-4, seeds 0-2, completion familiarity mean / model utility per seed: alpha 5:
+    # 0 -> 0.195 / .397 .394 .391; 48 (adds 4 theme words and 2 name parts) -> 0.057 / .396 .382 .377;
+    # 64 -> 0.172 / .387 .388 .385; alpha 0: 0 -> 0.425 / .395 .395 .393; 48 -> 0.184 / .395 .389 .387.
+    # Translating theme words removes "the spell is ..." completions but lowers retain truth ratio
+    # (0.168 -> 0.160): off by default
+    discover_extra_anchors: int = 0
     # target text
     target_paths: list[str] = field(default_factory=list)  # user text files replacing the forget documents
     # reinforced model
@@ -31,11 +45,12 @@ class WHPConfig:
     reinforce_steps: int = -1               # > 0 overrides reinforce_epochs
     reinforce_lr: float = 1e-3
     # fine-tuning the base model on (original text, generic labels)
-    # tiny saga (53 blocks of 512 tokens), hard labels, alpha 5 (bench/bench_whp.py): 60 steps at
-    # 1e-3 -> familiarity 0.72 / utility 97% of the base; 80 steps at 5e-4 -> 0.69 / 98.7%
+    # tiny saga (53 blocks of 512 tokens), hard labels, alpha 5, mean of seeds 0-2 (completion familiarity /
+    # utility vs the base): 80 steps at 5e-4 -> 0.57 / 97.5%; 160 at 5e-4 -> 0.18 / 97.5%; 240 at 3e-4 ->
+    # 0.20 / 98.5%; 400 at 2.5e-4 -> 0.13 / 98.4%: a lower lr keeps utility, familiarity follows lr x steps
     finetune_epochs: float = 3.0            # used only when finetune_steps <= 0
-    finetune_steps: int = 80
-    lr: float = 5e-4
+    finetune_steps: int = 240
+    lr: float = 3e-4
     batch_size: int = 8
     label_batch_size: int = 8               # blocks per forward pass when computing labels
     weight_decay: float = 0.0
@@ -50,6 +65,8 @@ class WHPConfig:
         for name in ("batch_size", "label_batch_size", "auto_anchors_top"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.discover_extra_anchors < 0:
+            raise UserError(f"discover_extra_anchors must be >= 0, got {self.discover_extra_anchors}")
         for name in ("reinforce_lr", "lr"):
             if getattr(self, name) <= 0:
                 raise UserError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -5,12 +5,27 @@ Candidates are word n-grams (1-3 words) of the target text. Each gets
   in context: mean over its occurrences of ``sum_tokens (log p_reinforced - log p_base)``;
 - ``specificity``: ``log`` of its frequency ratio, target text vs a generic text
   (add-one smoothed), when a generic text is given;
-and is ranked by ``gain + specificity_weight * specificity + name_weight * name_share``
-(``name_share``: how often the term is written capitalised in mid-sentence). Generic alternatives
-come from the baseline's own predictions at the position where the term begins
-(averaged over its occurrences): its most likely next words that are not anchors,
-not function words and not the term itself. The result is a dictionary a person
-can edit (``obliviate whp anchors --out anchors.json``).
+- ``name_share``: how often it is written capitalised in mid-sentence (a proper noun);
+and is ranked by ``gain + specificity_weight * min(specificity, max_specificity) + name_weight * name_share``.
+Capping the specificity makes a term that (almost) never occurs in the generic text count
+as specific however rare it is in the target: a spell named 5 times is as much an anchor
+as a theme word used 30 times.
+
+Text rules (``term_shape``, ``fragment_reason``, ``name_parts``) drop what is not a term:
+possessives ("Vrouth's"), n-grams mixing a name with common words ("Vrouth Ziarloov find",
+"Chapter 4"), capitalisation that only comes from a sentence start ("Hidden deep"),
+title-cased common phrases ("Match of Drovault" next to "match of Drovault"), "X of Y"
+titles around a name that stands on its own ("Return of Slath"). A person's full name
+brings its parts (like the paper's "Harry", "Potter" and "Harry Potter"), and a full name
+that extends a kept name counts even when rare ("Boujoa Fousseett" next to "Boujoa").
+
+Generic alternatives come from the baseline's own predictions at the position where the
+term begins (averaged over its occurrences): its most likely next words that are not
+anchors, not function words and not the term itself. A term whose contexts yield none
+(a spell: the baseline predicts only other spells) borrows the alternatives proposed most
+often for terms of its kind (a one-word name gets names), marked ``alternatives_from:
+"fallback"``. The result is a dictionary a person can edit (``obliviate whp anchors --out
+anchors.json``).
 """
 
 from __future__ import annotations
@@ -18,14 +33,19 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
 from obliviate.errors import UserError
-from obliviate.whp.anchors import AnchorDict, TokenIndex, is_sentence_start
+from obliviate.whp.anchors import (
+    ABBREVIATIONS,
+    AnchorDict,
+    TokenIndex,
+    is_sentence_start,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,29 +60,65 @@ STOPWORDS = frozenset(
     "where why how said says one two yes himself herself itself themselves myself yourself ourselves".split()
 )
 
+ARTICLES = frozenset({"the", "a", "an"})
+
 
 @dataclass
 class DiscoveryConfig:
     top: int = 30                   # terms kept
     max_ngram: int = 3              # words per term at most
     min_count: int = 3              # occurrences in the target text at least
+    # a full name that extends a kept one-word name ("Kremar Saelky" next to "Kremar") needs only
+    # this many occurrences: full names are often written once and then shortened (tiny, recall at
+    # k=48/96: 0.79/0.90 with min_count -> 0.875/0.96)
+    name_min_count: int = 1
     n_alternatives: int = 3         # generic alternatives proposed per term
+    # score = gain_weight * min(gain, max_gain) + specificity_weight * min(specificity, max_specificity)
+    #         + name_weight * name_share + count_weight * log(count)
+    # the gain is capped and halved: a baseline that memorised the target (WHP's premise) gains ~0
+    # on its most frequent names ("Holmes", "Watson") and 1-3 nats on rare ones, which would push
+    # the main characters out of the top (Sherlock run: hand-dictionary recall in the top 30
+    # 0.16 -> 0.53 with these weights; tiny unchanged)
+    gain_weight: float = 0.5
+    max_gain: float = 1.0
     specificity_weight: float = 1.0
+    # specificity counts up to this (nats; e^3 = 20x more frequent in the target than in the
+    # generic text): beyond it, the add-one ratio only measures how frequent the term is, and
+    # frequent theme words ("dark", "spell") would outrank rare names (tiny, strict recall of the
+    # dictionary at k=48/96: 0.79/0.96 uncapped -> 0.875/0.96; docs/results/tiny/anchors.md)
+    max_specificity: float = 3.0
     # names: share of a term's occurrences written capitalised in mid-sentence (a proper
     # noun), times this weight, is added to its score; the target's theme words ("spell",
     # "dark") are as absent from a small generic text as its names are, names are what WHP
-    # must replace (tiny: recall of the dictionary at k=|dictionary| 0.34 -> 0.47;
-    # docs/results/tiny/anchors.md)
+    # must replace (tiny: recall of the dictionary at k=|dictionary| 0.34 -> 0.47)
     name_weight: float = 2.0
+    # a little frequency back, after the specificity cap: the main characters are what matter most
+    count_weight: float = 0.25
     # mean log-prob gain (nats) a term needs; slightly negative because a baseline that already
     # knows the target (WHP's premise) gains ~0 on names it memorised (tiny: recall@2k 0.60 -> 0.62)
     min_gain: float = -0.5
     min_specificity: float = 1.0    # with generic text: log frequency ratio a term and its content words need
     min_word_gain: float = 0.5      # without generic text: each content word of a multi-word term needs this gain
+    # "X of Y" is one term only if it holds at least this share of Y's occurrences ("Caves of
+    # Laempe": 12/12), else it is a title around a name that stands on its own ("Return of Slath": 4/18)
+    min_cohesion: float = 0.5
     block_size: int = 512
     batch_size: int = 8
     candidate_tokens: int = 50      # base-model predictions examined per term for alternatives
     max_contexts: int = 32          # occurrences per term whose contexts propose alternatives
+
+
+@dataclass
+class TermStats:
+    """What the target and generic texts (and the two models) say about one n-gram."""
+
+    term: str
+    count: int                      # occurrences in the target
+    generic_count: int = 0          # occurrences in the generic text
+    gain: float = 0.0               # mean log-prob gain, reinforced vs base, over aligned occurrences
+    specificity: float = 0.0        # log frequency ratio target / generic (0 without generic text)
+    name_share: float = 0.0         # share of occurrences capitalised in mid-sentence
+    article_share: float = 0.0      # share of occurrences right after "the"/"a"/"an"
 
 
 @dataclass
@@ -74,6 +130,8 @@ class AnchorCandidate:
     specificity: float
     score: float
     alternatives: list[str] = field(default_factory=list)
+    why: str = "ranked"             # "ranked", "name part" (of a kept full name), "name extension"
+    alternatives_from: str = "context"   # "context" (the term's own contexts) or "fallback"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +182,8 @@ CONNECTORS = frozenset({"of", "the"})
 
 def _plausible(term: str) -> bool:
     """Not starting or ending with a function word, and no function word inside but a connector."""
+    if any(w in ABBREVIATIONS for w in WORD_RE.findall(term)):
+        return False  # "Mr", "Dr": titles, not terms (the name after them is)
     words = [w.lower() for w in WORD_RE.findall(term)]
     if not words or words[0] in STOPWORDS or words[-1] in STOPWORDS:
         return False
@@ -248,7 +308,8 @@ def _mid_sentence_first(docs: Sequence[_Doc], occ: Sequence[tuple[int, int, int]
 
 
 def propose_alternatives(base_model, tokenizer, docs: Sequence[_Doc],
-                         occurrences: dict[str, list[tuple[int, int, int]]], allowed_words: set[str], config: DiscoveryConfig) -> dict[str, list[str]]:
+                         occurrences: dict[str, list[tuple[int, int, int]]], allowed_words: set[str], config: DiscoveryConfig,
+                         common_words: frozenset[str] | set[str] = frozenset()) -> dict[str, list[str]]:
     """For each term: the base model's likeliest next words where the term begins (mean over its
     occurrences), completed into whole words, that are allowed words (seen whole in the generic
     text: no BPE fragments, no other target-specific word), fit the term's shape, and share no
@@ -285,6 +346,8 @@ def propose_alternatives(base_model, tokenizer, docs: Sequence[_Doc],
                 continue
             if any(w not in allowed_words or w.lower() in anchor_words for w in words) or not _shape_fits(term, words):
                 continue
+            if term[:1].isupper() and words[0][:1].isupper() and words[0].lower() in common_words:
+                continue  # "Well", "Poor": capitalised by a sentence start, not a name
             if phrase.lower() in (a.lower() for a in alternatives):
                 continue
             alternatives.append(phrase)
@@ -294,7 +357,174 @@ def propose_alternatives(base_model, tokenizer, docs: Sequence[_Doc],
     return proposals
 
 
+
+# -- text rules: what is a term -------------------------------------------------------------
+
+POSSESSIVE_RE = re.compile(r"['’]s$")
+
+
+def _capitalised(word: str) -> bool:
+    return word[:1].isupper()
+
+
+def term_shape(term: str) -> str:
+    """``"name"`` when every content word is capitalised ("Caves of Laempe"), ``"lower"`` when
+    every one is a lowercase word ("enchanted object"), else ``"mixed"`` ("Vrouth Ziarloov find",
+    "Chapter 4"): an n-gram mixing a name with common words is a fragment, not a term."""
+    words = _content_words(term)
+    if words and all(_capitalised(w) for w in words):
+        return "name"
+    if words and all(w[:1].islower() for w in words):
+        return "lower"
+    return "mixed"
+
+
+def common_words_of(*counts: Mapping[str, int]) -> set[str]:
+    """Words written in lowercase somewhere in these texts (lowercased): a capitalised word
+    whose lowercase form is in use ("Deep"/"deep", "Street"/"street") is a common word."""
+    return {w.lower() for c in counts for w in c if " " not in w and w[:1].islower()}
+
+
+def fragment_reason(term: str, stats: Mapping[str, TermStats], common_words: set[str],
+                    config: DiscoveryConfig) -> str | None:
+    """Why ``term`` is a fragment rather than a term, or None when it is a term."""
+    words = WORD_RE.findall(term)
+    if any(POSSESSIVE_RE.search(w) for w in words):
+        return "possessive"  # the matcher finds "Vrouth" inside "Vrouth's": the plain form is the term
+    shape = term_shape(term)
+    if shape == "mixed":
+        return "mixes capitalised and common words"
+    own = stats[term]
+    if shape == "name" and own.name_share == 0 and (len(words) > 1 or term.lower() in common_words):
+        return "capitalised only at sentence starts"
+    if shape == "name":
+        if all(w.lower() in common_words for w in _content_words(term)):
+            return "only common words, title-cased"  # "The First Lesson", "Return": a title, not a name
+        variant = " ".join(w.lower() if w.lower() in common_words else w for w in words)
+        if variant != term and variant in stats and stats[variant].count >= own.count:
+            return f"title-cased form of {variant!r}"
+    if len(words) > 2 and any(w in CONNECTORS for w in words[1:-1]):
+        head = words[-1]
+        if head in stats and own.count < config.min_cohesion * stats[head].count:
+            return f"a title around {head!r}, which stands on its own"
+    return None
+
+
+def is_personal_name(term: str, stats: Mapping[str, TermStats]) -> bool:
+    """Two or more capitalised words, no connector, not usually after an article: "Baisse
+    Touley", "Sherlock Holmes" (not "the Virva Crown", not "Caves of Laempe")."""
+    words = WORD_RE.findall(term)
+    own = stats.get(term)
+    return (len(words) > 1 and own is not None and all(_capitalised(w) for w in words)
+            and own.article_share < 0.5)
+
+
+def is_name_word(word: str, stats: Mapping[str, TermStats], common_words: set[str], with_generic: bool,
+                 config: DiscoveryConfig) -> bool:
+    """A capitalised word never written in lowercase and (with generic text) specific to the target."""
+    own = stats.get(word)
+    return (own is not None and _capitalised(word) and word.lower() not in common_words
+            and word.lower() not in STOPWORDS
+            and (not with_generic or own.specificity >= config.min_specificity))
+
+
+def _eligible(term: str, stats: Mapping[str, TermStats], with_generic: bool, config: DiscoveryConfig,
+              min_count: int) -> bool:
+    own = stats[term]
+    if own.count < min_count or not _plausible(term) or own.gain <= config.min_gain:
+        return False
+    if with_generic and own.specificity < config.min_specificity:
+        return False
+    if len(WORD_RE.findall(term)) > 1:
+        # content words must belong to the target: all of them for a common-word phrase, one for a
+        # name ("Prermiv Tower": a tower is generic, the name is not)
+        words = _content_words(term)
+        if with_generic:
+            specific = [stats[w].specificity >= config.min_specificity for w in words]
+        else:
+            specific = [stats[w].gain >= config.min_word_gain for w in words]
+        if not (any(specific) if term_shape(term) == "name" else all(specific)):
+            return False
+    return True
+
+
+def term_score(stats: TermStats, config: DiscoveryConfig) -> float:
+    return (config.gain_weight * min(stats.gain, config.max_gain)
+            + config.specificity_weight * min(stats.specificity, config.max_specificity)
+            + config.name_weight * stats.name_share + config.count_weight * math.log(max(stats.count, 1)))
+
+
+def rank_terms(stats: Mapping[str, TermStats], config: DiscoveryConfig, with_generic: bool,
+               common_words: set[str]) -> list[AnchorCandidate]:
+    """Every term worth proposing, best first (no model needed: ``stats`` holds the gains).
+
+    1. eligible n-grams (count, gain, specificity) that are not fragments (``fragment_reason``);
+    2. full names that extend a kept one-word name, even rare ("Kremar Saelky" next to "Kremar");
+    3. the name words of kept full names ("Baisse", "Touley" of "Baisse Touley"), even when they
+       never stand alone;
+    4. any other term that (almost) only occurs inside a longer kept term is dropped ("Caves"
+       inside "Caves of Laempe").
+    """
+    def fragment(term: str) -> bool:
+        return fragment_reason(term, stats, common_words, config) is not None
+
+    def name_word(word: str) -> bool:
+        return is_name_word(word, stats, common_words, with_generic, config)
+
+    why = {t: "ranked" for t in stats if _eligible(t, stats, with_generic, config, config.min_count)
+           and not fragment(t)}
+    singles = {t for t in why if " " not in t}
+    for term in stats:
+        if term in why or not is_personal_name(term, stats):
+            continue
+        words = WORD_RE.findall(term)
+        if (all(name_word(w) for w in words) and any(w in singles for w in words)
+                and _eligible(term, stats, with_generic, config, config.name_min_count) and not fragment(term)):
+            why[term] = "name extension"
+    parts: set[str] = set()
+    for term in list(why):
+        if is_personal_name(term, stats):
+            for word in WORD_RE.findall(term):
+                if name_word(word):
+                    parts.add(word)
+                    why.setdefault(word, "name part")
+
+    kept: list[AnchorCandidate] = []
+    for term in sorted(why, key=lambda t: (-term_score(stats[t], config), t)):
+        own = stats[term]
+        if term not in parts:
+            pattern = re.compile(rf"(?<!\w){re.escape(term)}(?!\w)")
+            covering = [stats[t].count for t in why if t != term and pattern.search(t)]
+            if covering and own.count - max(covering) < config.min_count:
+                continue  # (almost) only ever occurs inside a longer kept term
+        kept.append(AnchorCandidate(term, own.count, own.generic_count, round(own.gain, 4),
+                                    round(own.specificity, 4), round(term_score(own, config), 4), why=why[term]))
+    return kept
+
+
+def fallback_alternatives(term: str, proposals: Mapping[str, Sequence[str]], n: int) -> list[str]:
+    """The alternatives proposed most often for other terms of the same kind (same shape and
+    one word or several; else same shape; else any): a spell whose contexts only make the
+    baseline predict other spells gets the names proposed for other one-word names."""
+    def kind(t: str) -> tuple[str, bool]:
+        return term_shape(t), " " in t
+
+    for same in (lambda t: kind(t) == kind(term), lambda t: term_shape(t) == term_shape(term), lambda t: True):
+        counts: Counter[str] = Counter()
+        for other, alternatives in proposals.items():
+            if other != term and same(other):
+                counts.update(alternatives)
+        if counts:
+            return [a for a, _ in counts.most_common(n)]
+    return []
+
+
 # -- the whole discovery --------------------------------------------------------------------
+
+def _after_article(text: str, start: int) -> bool:
+    match = re.search(r"(\w+)\s+$", text[max(0, start - 12): start])
+    return match is not None and match.group(1).lower() in ARTICLES
+
 
 def discover_anchors(base_model, reinforced_model, tokenizer, target_texts: Sequence[str],
                      generic_texts: Sequence[str] = (), config: DiscoveryConfig | None = None) -> DiscoveryResult:
@@ -327,13 +557,17 @@ def discover_anchors(base_model, reinforced_model, tokenizer, target_texts: Sequ
     occurrence_gains: dict[str, list[float]] = defaultdict(list)
     occurrences: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
     name_uses: dict[str, list[bool]] = defaultdict(list)
+    article_uses: dict[str, list[bool]] = defaultdict(list)
+    rare = min(config.min_count, config.name_min_count)
     for d, text in enumerate(target_texts):
         for term, start, end, n in word_ngrams(text, config.max_ngram):
-            if n > 1 and target_counts[term] < config.min_count:
-                continue
+            if n > 1 and target_counts[term] < config.min_count and (
+                    target_counts[term] < rare or not all(_capitalised(w) for w in WORD_RE.findall(term))):
+                continue  # only a full name may be rarer than min_count
             # a name: every content word capitalised, and not merely because a sentence starts
             name_uses[term].append(not is_sentence_start(text, start)
                                    and all(w[0].isupper() for w in _content_words(text[start:end])))
+            article_uses[term].append(_after_article(text, start))
             span = _occurrence_tokens(docs[d], start, end, config.block_size)
             if span is None:
                 continue
@@ -343,49 +577,32 @@ def discover_anchors(base_model, reinforced_model, tokenizer, target_texts: Sequ
             occurrence_gains[term].append(value)
             occurrences[term].append((d, span[0], span[1]))
 
-    def mean_gain(term: str) -> float:
-        values = occurrence_gains.get(term)
-        return sum(values) / len(values) if values else 0.0
-
-    candidates: list[AnchorCandidate] = []
-    for term, values in occurrence_gains.items():
-        if target_counts[term] < config.min_count or not _plausible(term):
-            continue
-        gain, spec = mean_gain(term), specificity(term)
-        if gain <= config.min_gain or (with_generic and spec < config.min_specificity):
-            continue
-        if len(WORD_RE.findall(term)) > 1:  # every content word must itself belong to the target
-            words = _content_words(term)
-            if with_generic and any(specificity(w) < config.min_specificity for w in words):
-                continue
-            if not with_generic and any(mean_gain(w) < config.min_word_gain for w in words):
-                continue
-        uses = name_uses.get(term) or [False]
-        name_share = sum(uses) / len(uses)
-        score = gain + config.specificity_weight * spec + config.name_weight * name_share
-        candidates.append(AnchorCandidate(term, target_counts[term], generic_counts.get(term, 0), round(gain, 4),
-                                          round(spec, 4), round(score, 4)))
-    candidates.sort(key=lambda c: (-c.score, c.term))
-
-    selected: list[AnchorCandidate] = []
-    for candidate in candidates:
-        pattern = re.compile(rf"(?<!\w){re.escape(candidate.term)}(?!\w)")
-        covering = [s for s in selected if pattern.search(s.term)]
-        if covering and candidate.count - max(s.count for s in covering) < config.min_count:
-            continue  # (almost) only ever occurs inside a longer kept term
-        selected.append(candidate)
-        if len(selected) >= config.top:
-            break
+    stats: dict[str, TermStats] = {}
+    for term, uses in name_uses.items():
+        values = occurrence_gains.get(term, [])
+        stats[term] = TermStats(term, target_counts[term], generic_counts.get(term, 0),
+                                gain=sum(values) / len(values) if values else 0.0, specificity=specificity(term),
+                                name_share=sum(uses) / len(uses), article_share=sum(article_uses[term]) / len(uses))
+    # terms with no scored occurrence (all at block starts or misaligned) have no gain to rank by
+    stats_scored = {t: s for t, s in stats.items() if t in occurrences or " " not in t}
+    common_words = common_words_of(target_counts, generic_counts)
+    ranked = [c for c in rank_terms(stats_scored, config, with_generic, common_words)
+              if c.term in occurrences or c.why == "name part"]
+    selected = ranked[: config.top]
 
     if with_generic:  # words of the generic text that are not themselves specific to the target
         allowed_words = {w for w in generic_counts if " " not in w and specificity(w) < config.min_specificity}
     else:
         allowed_words = {w for w in target_counts if " " not in w}
     proposals = propose_alternatives(base_model, tokenizer, docs, {c.term: occurrences[c.term] for c in selected},
-                                     allowed_words, config)
+                                     allowed_words, config, common_words)
     kept: list[AnchorCandidate] = []
     for candidate in selected:
         candidate.alternatives = proposals.get(candidate.term, [])
+        if not candidate.alternatives:
+            candidate.alternatives = fallback_alternatives(candidate.term, proposals, config.n_alternatives)
+            candidate.alternatives_from = "fallback"
+            log.info("no generic alternative in the contexts of %r: borrowed %s", candidate.term, candidate.alternatives)
         if candidate.alternatives:
             kept.append(candidate)
         else:

@@ -27,6 +27,7 @@ class WHPReport:
     blocks: int = 0
     tokens: int = 0
     translated_occurrences: int = 0
+    repeated_occurrences: int = 0     # 2nd+ occurrences of a term in its block
     unaligned_occurrences: int = 0
     trained_positions: int = 0
     label_agreement: float = 0.0      # share of generic labels equal to the original next token
@@ -97,9 +98,11 @@ def run_whp(model, tokenizer, texts: Sequence[str], anchors: Mapping[str, Sequen
     timer = time.perf_counter()
     max_positions = getattr(model.config, "max_position_embeddings", config.block_size) or config.block_size
     blocks, stats = translate_documents(texts, tokenizer, anchors, min(config.block_size, max_positions), seed,
-                                        spare_text_tokens=config.spare_text_tokens)
+                                        spare_text_tokens=config.spare_text_tokens,
+                                        train_repeated_anchor_predictions=config.train_repeated_anchor_predictions)
     report.documents, report.blocks, report.tokens = stats.documents, stats.blocks, stats.tokens
     report.translated_occurrences, report.unaligned_occurrences = stats.translated, stats.unaligned
+    report.repeated_occurrences = stats.repeated
     if stats.translated == 0:
         log.warning("no anchored term occurs in the target text: only the reinforcement term (alpha) shapes the labels")
     if stats.unaligned:

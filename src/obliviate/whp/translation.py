@@ -11,8 +11,14 @@ Which original positions are trained (position k predicts original token k+1):
 - not inside an anchor: an anchor's inner positions have no counterpart in the
   translation; the anchor's LAST token maps to the translation's LAST token, so the
   prediction of what follows the anchor is trained;
-- not the prediction of an anchor that already occurred in the block ("Harry ...
-  my name is Harry" must not be taught to continue with the translation);
+- the prediction of an anchor that already occurred in the block: the paper leaves
+  it untrained ("Harry ... my name is Harry" must not be taught to continue with
+  the translation; ``train_repeated_anchor_predictions=False``). By default it is
+  trained, with the anchor's own first token forbidden there as well as the
+  translation's (see below): the label is then neither the anchor nor its
+  translation. Left untrained, these positions (half of the anchor occurrences
+  in a 512-token block of the tiny saga) are exactly where the fine-tuned model
+  goes on predicting the anchor ("They were called" -> "cindermoths");
 - not the block's last position (its next token lies outside the block).
 At every position from an anchor's first occurrence on, the first token of the
 translation used for it (its first non-whitespace token) is forbidden in the
@@ -62,12 +68,14 @@ class TranslationStats:
     blocks: int = 0
     tokens: int = 0
     translated: int = 0                # anchor occurrences replaced
+    repeated: int = 0                  # of which 2nd or later occurrences of their term in the block
     unaligned: int = 0                 # occurrences skipped: not on token boundaries
     per_term: dict[str, int] = field(default_factory=dict)
 
 
 class _BlockBuilder:
-    def __init__(self, seed: int, doc_index: int, block_index: int, alternatives: Mapping[str, Sequence[str]]):
+    def __init__(self, seed: int, doc_index: int, block_index: int, alternatives: Mapping[str, Sequence[str]],
+                 train_repeated: bool = True):
         # String seeds are hashed with SHA-512 by `random`: stable across runs and platforms.
         self.rng = random.Random(f"whp:{seed}:{doc_index}:{block_index}")
         self.alternatives = alternatives
@@ -80,6 +88,8 @@ class _BlockBuilder:
         self.anchor_positions: set[int] = set()
         self.chosen: dict[str, str] = {}
         self.used_first_tokens: list[tuple[int, int]] = []   # (from original position, token id)
+        self.train_repeated = train_repeated
+        self.own_anchor_banned: dict[int, set[int]] = {}    # position predicting a repeated anchor -> its tokens
         self.replacements: list[Replacement] = []
 
     def alternative_for(self, term: str) -> str:
@@ -100,11 +110,16 @@ class _BlockBuilder:
         self.train_mask.append(True)
 
     def add_anchor(self, term: str, alternative: str, original_ids: Sequence[int], replacement_ids: Sequence[int],
-                   distinctive_token: int) -> None:
+                   distinctive_token: int, anchor_first_token: int | None = None) -> None:
         start, start_t = len(self.original), len(self.translated)
         repeated = any(r.term == term for r in self.replacements)
         if repeated and start > 0:
-            self.train_mask[start - 1] = False  # never teach the translation where the original repeats the anchor
+            if self.train_repeated:
+                # trained, but the label may be neither the anchor nor (forbidden below) its translation
+                own = original_ids[0] if anchor_first_token is None else anchor_first_token
+                self.own_anchor_banned.setdefault(start - 1, set()).add(own)
+            else:
+                self.train_mask[start - 1] = False  # the paper: never teach the translation where the anchor repeats
         for offset, token_id in enumerate(original_ids):
             last = offset == len(original_ids) - 1
             self.original.append(token_id)
@@ -128,6 +143,8 @@ class _BlockBuilder:
             banned = {t for since, t in self.used_first_tokens if since <= position}
             if spare_text_tokens:
                 banned -= text_tokens
+            # the anchor's own token is banned even when the text uses it elsewhere: here it would be the anchor
+            banned |= self.own_anchor_banned.get(position, set())
             forbidden.append(sorted(banned))
         return TranslatedBlock(self.original, self.translated, self.position_map, train_mask, forbidden,
                                self.replacements, self.doc_index, self.block_index)
@@ -169,8 +186,10 @@ def translate_document(
     matcher: AnchorMatcher | None = None,
     spare_text_tokens: bool = True,
     stats: TranslationStats | None = None,
+    train_repeated_anchor_predictions: bool = True,
 ) -> list[TranslatedBlock]:
-    """Cut one document into translated blocks (see the module docstring for the rules)."""
+    """Cut one document into translated blocks (see the module docstring for the rules;
+    ``train_repeated_anchor_predictions=False`` is the paper's rule for repeated anchors)."""
     if block_size < 2:
         raise UserError(f"block_size must be at least 2 tokens, got {block_size}")
     if not getattr(tokenizer, "is_fast", False):
@@ -191,13 +210,14 @@ def translate_document(
     by_first_token = {occ.first_token: occ for occ in occurrences}
 
     blocks: list[TranslatedBlock] = []
-    builder = _BlockBuilder(seed, doc_index, 0, anchors)
+    builder = _BlockBuilder(seed, doc_index, 0, anchors, train_repeated_anchor_predictions)
 
     def flush() -> None:
         nonlocal builder
         if len(builder.original) >= 2:
             blocks.append(builder.build(spare_text_tokens))
-        builder = _BlockBuilder(seed, doc_index, builder.block_index + 1, anchors)
+        builder = _BlockBuilder(seed, doc_index, builder.block_index + 1, anchors,
+                                train_repeated_anchor_predictions)
 
     def add_plain(token_id: int) -> None:
         if not builder.fits(1, 1, block_size):
@@ -217,8 +237,9 @@ def translate_document(
             alternative = builder.alternative_for(occurrence.term)
             replacement = _replacement_ids(tokenizer, text, index, occurrence, alternative)
             if builder.fits(len(original_ids), len(replacement), block_size):
+                stats.repeated += any(r.term == occurrence.term for r in builder.replacements)
                 builder.add_anchor(occurrence.term, alternative, original_ids, replacement,
-                                   _first_word_token(tokenizer, replacement))
+                                   _first_word_token(tokenizer, replacement), _first_word_token(tokenizer, original_ids))
                 stats.translated += 1
                 stats.per_term[occurrence.term] = stats.per_term.get(occurrence.term, 0) + 1
                 placed = True
@@ -244,11 +265,12 @@ def translate_documents(
     block_size: int = 512,
     seed: int = 0,
     spare_text_tokens: bool = True,
+    train_repeated_anchor_predictions: bool = True,
 ) -> tuple[list[TranslatedBlock], TranslationStats]:
     matcher = AnchorMatcher(list(anchors))
     stats = TranslationStats()
     blocks: list[TranslatedBlock] = []
     for doc_index, text in enumerate(texts):
         blocks.extend(translate_document(text, tokenizer, anchors, block_size, seed, doc_index, matcher,
-                                         spare_text_tokens, stats))
+                                         spare_text_tokens, stats, train_repeated_anchor_predictions))
     return blocks, stats

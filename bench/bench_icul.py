@@ -57,6 +57,10 @@ def main() -> None:
     parser.add_argument("--finetune-lr", type=float, default=FinetuneConfig.learning_rate)
     parser.add_argument("--finetune-replay", type=float, default=FinetuneConfig.replay,
                         help="meta-training sequences mixed into each model's fine-tuning, per member sequence")
+    parser.add_argument("--finetune-pack", type=int, default=FinetuneConfig.pack,
+                        help="member lines per fine-tuning sequence")
+    parser.add_argument("--finetune-lora-rank", type=int, default=FinetuneConfig.lora_rank,
+                        help="fine-tune a LoRA adapter of this rank instead of every weight (0: full)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="resamples of the points for AUC 95%% intervals")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -77,7 +81,8 @@ def main() -> None:
                                 repeat_rate=args.repeat_rate, copy_rate=args.copy_rate,
                                 learning_rate=args.pretrain_lr, train_all_tokens=args.train_all_tokens),
         finetune=FinetuneConfig(epochs=args.finetune_epochs, learning_rate=args.finetune_lr,
-                                replay=args.finetune_replay),
+                                replay=args.finetune_replay, lora_rank=args.finetune_lora_rank,
+                                pack=args.finetune_pack),
     )
     if args.base_only:
         result = base_diagnostics(data, config, args.cache_dir)

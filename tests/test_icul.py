@@ -446,3 +446,21 @@ def test_shadow_game_with_finetuning_replay(small_data, tmp_path):
     assert set(result["finetuned_in_context"]) == set(result["base_in_context"])   # same check, fine-tuned models
     assert 0.0 <= result["finetuned_in_context"]["flip_rate_flip_context"] <= 1.0
     assert 0.0 <= result["results"]["flip_s2"]["flip_rate_forget"] <= 1.0
+
+
+def test_lora_finetuning_returns_a_plain_trainable_model_and_keeps_the_base(small_data):
+    from transformers import LlamaForCausalLM
+
+    from obliviate.icul.models import FinetuneConfig, TinyLlamaSpec, finetune, new_model, train_tokenizer_for
+
+    torch.set_num_threads(1)
+    tokenizer = train_tokenizer_for([e.text for e in small_data.examples], vocab_size=300)
+    base = new_model(tokenizer, TinyLlamaSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                              num_attention_heads=2), seed=0)
+    before = {name: p.detach().clone() for name, p in base.named_parameters()}
+    tuned = finetune(base, tokenizer, small_data.train[:8], FinetuneConfig(epochs=2, learning_rate=1e-2, lora_rank=2))
+    assert type(tuned) is LlamaForCausalLM and all(p.requires_grad for p in tuned.parameters())
+    assert all(torch.equal(p, before[name]) for name, p in base.named_parameters())   # the base is untouched
+    changed = {name for name, p in tuned.named_parameters() if not torch.equal(p.detach(), before[name])}
+    # only the adapted projections move (merged low-rank updates); embeddings and norms stay
+    assert changed and all(name.endswith("_proj.weight") for name in changed)

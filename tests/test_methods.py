@@ -212,6 +212,7 @@ def test_lora_run_merges_into_a_plain_model(toy, task, tmp_path):
                                                 "lora_target_modules": targets})
     assert type(model) is LlamaForCausalLM
     assert not any("lora" in name for name in model.state_dict())
+    assert all(p.requires_grad for p in model.parameters())   # a plain model again: attacks can fine-tune it
     forget_acc, retain_acc = accuracies(toy, model)   # measured 0.10 / 0.95
     assert forget_acc <= FORGET_BOUND and retain_acc >= 0.8
     save_model(model, toy["tokenizer"], tmp_path / "merged")

@@ -88,6 +88,9 @@ class FinetuneConfig:
     # the base's in-context ability (H100: a flipped copy in context flips 0.15 of the base's predictions at
     # s=4 but 0.016 of the members' after 4 epochs at 2e-3; docs/results/icul/README.md)
     replay: float = 0.0
+    # > 0: fine-tune a LoRA adapter of this rank (merged back) instead of every weight, so the base's own
+    # weights, and with them its in-context ability, stay as they were
+    lora_rank: int = 0
 
 
 @dataclass
@@ -257,5 +260,11 @@ def finetune(base, tokenizer, members: Sequence[ClassificationExample], config: 
     sequences = with_replay(finetune_sequences(members, config, rng), config.replay, replay_reviews, replay_config,
                             labels, rng)
     examples = encode_sequences(tokenizer, sequences, max_length=model.config.max_position_embeddings)
+    if config.lora_rank > 0:
+        from obliviate.methods.lora import LoraSettings, apply_lora, merge_lora
+
+        targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+        model = apply_lora(model, LoraSettings(r=config.lora_rank, alpha=2 * config.lora_rank, target_modules=targets))
     # the passes are already laid out in the data: one epoch over it
-    return fit(model, tokenizer, examples, 1.0, config.learning_rate, config.batch_size, seed=seed)
+    model = fit(model, tokenizer, examples, 1.0, config.learning_rate, config.batch_size, seed=seed)
+    return merge_lora(model) if config.lora_rank > 0 else model

@@ -46,5 +46,8 @@ def is_peft_model(model) -> bool:
 
 
 def merge_lora(model):
-    """Fold the adapter into the base weights and return the plain Hugging Face model."""
-    return model.merge_and_unload() if is_peft_model(model) else model
+    """Fold the adapter into the base weights and return the plain Hugging Face model, every weight
+    trainable again as after ``from_pretrained`` (PEFT leaves the base weights frozen)."""
+    if not is_peft_model(model):
+        return model
+    return model.merge_and_unload().requires_grad_(True)

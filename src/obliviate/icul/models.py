@@ -78,18 +78,18 @@ class FinetuneConfig:
     """Fine-tuning a base model on one model's training points."""
 
     epochs: int = 4               # mild, like the paper's fine-tuned LLMs (members' AUC ~0.6, not ~1)
-    # gentle, so the base's in-context ability survives (CPU, 32 models x 160 points: 2e-3 and 1e-3 leave
-    # ICUL and its ablations alike; at 3e-4 showing a member's true label in context raises the AUC by
-    # 0.06-0.09 and ICUL's flipped label cancels that)
+    # CPU, 32 models x 160 points (docs/results/icul/README.md): at 2e-3 and 1e-3 ICUL and its ablations
+    # move the AUC alike; at 3e-4 showing a member's true label in context raises it by 0.06-0.09 and ICUL's
+    # flipped label cancels that. At every rate tried the fine-tuned models stop reading their context.
     learning_rate: float = 3e-4
     batch_size: int = 4
     pack: int = 4                 # labelled lines per training sequence (members only, fresh order each epoch)
-    # meta-training sequences mixed into the fine-tuning data, per member sequence: rehearsal meant to keep
-    # the base's in-context ability (H100: a flipped copy in context flips 0.15 of the base's predictions at
-    # s=4 but 0.016 of the members' after 4 epochs at 2e-3; docs/results/icul/README.md)
+    # meta-training sequences mixed into the fine-tuning data, per member sequence: rehearsal of the base's
+    # in-context ability, which plain fine-tuning erases (flipped-copy flip rate 0.40 in the base, 0.02 after
+    # fine-tuning; replay 0.25-1.0 keeps 0.07-0.16 but then ICUL overshoots: docs/results/icul/README.md)
     replay: float = 0.0
-    # > 0: fine-tune a LoRA adapter of this rank (merged back) instead of every weight, so the base's own
-    # weights, and with them its in-context ability, stay as they were
+    # > 0: fine-tune a LoRA adapter of this rank (merged back) instead of every weight (measured: rank 8
+    # erases the in-context ability as full fine-tuning does)
     lora_rank: int = 0
 
 
@@ -260,11 +260,11 @@ def finetune(base, tokenizer, members: Sequence[ClassificationExample], config: 
     sequences = with_replay(finetune_sequences(members, config, rng), config.replay, replay_reviews, replay_config,
                             labels, rng)
     examples = encode_sequences(tokenizer, sequences, max_length=model.config.max_position_embeddings)
-    if config.lora_rank > 0:
-        from obliviate.methods.lora import LoraSettings, apply_lora, merge_lora
+    from obliviate.methods.lora import LoraSettings, apply_lora, merge_lora
 
+    if config.lora_rank > 0:
         targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
         model = apply_lora(model, LoraSettings(r=config.lora_rank, alpha=2 * config.lora_rank, target_modules=targets))
     # the passes are already laid out in the data: one epoch over it
     model = fit(model, tokenizer, examples, 1.0, config.learning_rate, config.batch_size, seed=seed)
-    return merge_lora(model) if config.lora_rank > 0 else model
+    return merge_lora(model)

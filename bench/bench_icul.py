@@ -8,7 +8,7 @@ from no unlearning) and TPR at FPR 0.1/0.01/0.001, with prediction flip rates an
 accuracy.
 
     python bench/bench_icul.py [--models 32 --points 160 --threads 2 --cache-dir DIR]
-        [--hidden 128 --layers 4 --pretrain-steps 7000 --finetune-lr 3e-4 --finetune-replay 0]
+        [--hidden 128 --layers 4 --pretrain-steps 7000 --finetune-lr 5e-3 --finetune-replay 0.1 --finetune-lora-rank 8]
 
 Training runs on a GPU when one is visible (the HF Trainer picks it), scoring follows the model.
 """

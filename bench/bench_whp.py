@@ -2,7 +2,8 @@
 and the inference-only variant, against the model retrained without the saga.
 
     python bench/bench_whp.py --run RUN --world WORLD [--alphas 0,1,5,10] [--labels hard,soft]
-        [--steps N] [--eval-every 10] [--no-full-eval] [--ablate-repeated-rule] [--extra-seeds 1,2]
+        [--steps N] [--eval-every 10] [--no-full-eval] [--ablate-repeated-rule] [--ablate-unlikelihood]
+        [--extra-seeds 1,2]
         [--out bench/results/whp.json]
 
 RUN holds ``models/full`` (trained on everything) and the saga-free retrain
@@ -14,10 +15,13 @@ measuring at every ``--eval-every`` steps:
   - general_prob: mean probability of the general-knowledge QA answers (a cheap utility proxy);
 at the end, unless ``--no-full-eval``, the whole evaluator (``forget="saga"``, retain
 reference): model_utility, forget_quality, familiarity, ...
-``--ablate-repeated-rule`` adds a (hard labels, default alpha) run with the paper's rule for
-repeated anchors (their prediction left untrained; ``WHPConfig.train_repeated_anchor_predictions``);
-``--extra-seeds`` repeats the (hard, default alpha) run(s) with other seeds (translation choices
-and data order), measured at the end only: greedy completion familiarity on 29 prompts moves
+``--ablate-repeated-rule`` adds a (hard labels, default alpha) run with the other rule for
+repeated anchors (their prediction trained with the anchor forbidden, or left untrained as in the
+paper; ``WHPConfig.train_repeated_anchor_predictions``);
+``--ablate-unlikelihood`` adds one without the anchor unlikelihood term (``anchor_unlikelihood=0``:
+the paper's fine-tuning loss) and one with it but without the suppressed target-only terms;
+``--extra-seeds`` repeats the (hard, default alpha) run(s), and the (soft, default alpha) run without
+ablations, with other seeds (translation choices and data order), measured at the end only: greedy completion familiarity on 29 prompts moves
 by whole probes (one probe graded 3 = 5/29 = 0.17), so one seed says little.
 Writes JSON (``--out``) and a markdown summary next to it (same name, ``.md``).
 """
@@ -55,10 +59,18 @@ def parse_args(argv=None):
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: WHPConfig's)")
     parser.add_argument("--block-size", type=int, default=512)
-    parser.add_argument("--paper-repeated-rule", action="store_true",
-                        help="every run: leave the prediction of a repeated anchor untrained (the paper's rule)")
+    parser.add_argument("--repeated-rule", choices=("train", "skip"), default=None,
+                        help="every run: train the prediction of a repeated anchor (train) or leave it untrained, "
+                             "the paper's rule (skip); default: WHPConfig's")
     parser.add_argument("--ablate-repeated-rule", action="store_true",
                         help="add a (hard, default alpha) run with the other rule for repeated anchors")
+    parser.add_argument("--anchor-unlikelihood", type=float, default=None,
+                        help="weight of the anchor unlikelihood term (default: WHPConfig's)")
+    parser.add_argument("--suppress-target-terms", type=int, default=None,
+                        help="discovery's top N examined for target-only terms (default: WHPConfig's)")
+    parser.add_argument("--ablate-unlikelihood", action="store_true",
+                        help="add (hard, default alpha) runs without the unlikelihood term and without "
+                             "the suppressed terms")
     parser.add_argument("--extra-seeds", default="", help="more seeds for the (hard, default alpha) run(s), e.g. 1,2")
     parser.add_argument("--allow-anchor-labels", action="store_true",
                         help="ablation: let generic labels start an anchored term (the paper's rule only)")
@@ -91,6 +103,11 @@ def fmt(value) -> str:
     return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+def ul_name(run: dict) -> str:
+    weight = run.get("unlikelihood", 0.0)
+    return f"{weight:g} + {run.get('suppressed', 0)} terms" if weight else "0"
+
+
 def markdown(result: dict) -> str:
     lines = ["# WHP bench", "", f"Produced by `{result['config']['command']}`.", "",
              f"run `{result['config']['run']}`, world `{result['config']['world']}`, "
@@ -105,13 +122,15 @@ def markdown(result: dict) -> str:
     full_keys = [k for k in FULL_EVAL_KEYS if any((r.get("final") or {}).get(k) is not None for r in result["runs"])]
     lines += ["", "## After fine-tuning", "",
               "Repeated anchors: `train` = the prediction of a 2nd+ occurrence of an anchor in a block is trained "
-              "with the anchor and its translation forbidden (default); `skip` = left untrained (the paper's rule).", "",
-              "| labels | alpha | repeated | " + " | ".join(light_keys + tuple(f"full:{k}" for k in full_keys))
-              + " | seconds |", "|---|---|---|" + "---|" * (len(light_keys) + len(full_keys) + 1)]
+              "with the anchor and its translation forbidden; `skip` = left untrained (the paper's rule). "
+              "Unlikelihood: the weight of the anchor unlikelihood term (0 = the paper's loss) and how many "
+              "target-only terms it also pushes down.", "",
+              "| labels | alpha | repeated | unlikelihood | " + " | ".join(light_keys + tuple(f"full:{k}" for k in full_keys))
+              + " | seconds |", "|---|---|---|---|" + "---|" * (len(light_keys) + len(full_keys) + 1)]
     for run in result["runs"]:
         last = run["curve"][-1]
         final = run.get("final") or {}
-        lines.append(f"| {run['labels']} | {run['alpha']:g} | {run['repeated']} | "
+        lines.append(f"| {run['labels']} | {run['alpha']:g} | {run['repeated']} | {ul_name(run)} | "
                      + " | ".join(fmt(last.get(k)) for k in light_keys)
                      + "".join(f" | {fmt(final.get(k))}" for k in full_keys) + f" | {run['seconds']:.0f} |")
     if result.get("full_eval_references"):
@@ -123,22 +142,29 @@ def markdown(result: dict) -> str:
     for key in ("familiarity_probability", "familiarity_completion"):
         if key == "familiarity_completion":
             lines += ["", "## Familiarity (completion) over fine-tuning steps", ""]
-        lines += ["| labels | alpha | repeated | " + " | ".join(f"step {s}" for s in steps) + " |",
-                  "|---|---|---|" + "---|" * len(steps)]
+        lines += ["| labels | alpha | repeated | unlikelihood | " + " | ".join(f"step {s}" for s in steps) + " |",
+                  "|---|---|---|---|" + "---|" * len(steps)]
         for run in result["runs"]:
             by_step = {p["step"]: p for p in run["curve"]}
-            lines.append(f"| {run['labels']} | {run['alpha']:g} | {run['repeated']} | " + " | ".join(
+            lines.append(f"| {run['labels']} | {run['alpha']:g} | {run['repeated']} | {ul_name(run)} | " + " | ".join(
                 fmt(by_step.get(s, {}).get(key)) for s in steps) + " |")
     if result.get("seed_spread"):
         keys = ("familiarity_completion", "familiarity_probability", "general_prob", "model_utility")
-        lines += ["", "## Seed spread (hard labels, alpha %g)" % result["seed_spread"][0]["alpha"], "",
-                  "| repeated | seed | " + " | ".join(keys) + " |", "|---|---|" + "---|" * len(keys)]
+        lines += ["", "## Seed spread (alpha %g)" % result["seed_spread"][0]["alpha"], "",
+                  "| labels | repeated | unlikelihood | seed | " + " | ".join(keys) + " |",
+                  "|---|---|---|---|" + "---|" * len(keys)]
+
+        def variant_of(row: dict) -> tuple:
+            return row.get("labels", "hard"), row["repeated"], ul_name(row)
+
         for row in result["seed_spread"]:
-            lines.append(f"| {row['repeated']} | {row['seed']} | " + " | ".join(fmt(row.get(k)) for k in keys) + " |")
-        for rule in dict.fromkeys(r["repeated"] for r in result["seed_spread"]):
-            rows = [r for r in result["seed_spread"] if r["repeated"] == rule]
+            lines.append("| " + " | ".join(variant_of(row)) + f" | {row['seed']} | "
+                         + " | ".join(fmt(row.get(k)) for k in keys) + " |")
+        for variant in dict.fromkeys(variant_of(r) for r in result["seed_spread"]):
+            rows = [r for r in result["seed_spread"] if variant_of(r) == variant]
             means = [None if any(r.get(k) is None for r in rows) else sum(r[k] for r in rows) / len(rows) for k in keys]
-            lines.append(f"| {rule} | mean of {len(rows)} | " + " | ".join(fmt(m) for m in means) + " |")
+            lines.append("| " + " | ".join(variant) + f" | mean of {len(rows)} | "
+                         + " | ".join(fmt(m) for m in means) + " |")
     if result.get("inference"):
         lines += ["", "## Inference-only variant (no fine-tuning)", "", "| alpha | " + " | ".join(light_keys) + " |",
                   "|---|" + "---|" * len(light_keys)]
@@ -156,7 +182,8 @@ def main(argv=None) -> dict:
     from obliviate.whp.anchors import load_anchors, validate_anchors
     from obliviate.whp.config import WHPConfig
     from obliviate.whp.curve import FamiliarityCurve, FamiliarityProbe
-    from obliviate.whp.labels import anchor_start_tokens, compute_generic_targets
+    from obliviate.methods.whp import target_only_terms
+    from obliviate.whp.labels import anchor_start_tokens, compute_generic_targets, unlikelihood_tokens
     from obliviate.whp.pipeline import load_reinforced
     from obliviate.whp.training import finetune_on_generic_labels, reinforce
     from obliviate.whp.translation import translate_documents
@@ -167,9 +194,14 @@ def main(argv=None) -> dict:
     retain_dir = retain_path(args.run, args.retain)
     texts = [d["text"] for d in world.docs_for(world.split_sources("saga"))]
     anchors = load_anchors(args.anchors) if args.anchors else validate_anchors(world.anchors, "the world's anchors.json")
-    config = WHPConfig(block_size=args.block_size, seed=args.seed, **({"lr": args.lr} if args.lr else {}))
+    overrides = {"lr": args.lr, "anchor_unlikelihood": args.anchor_unlikelihood,
+                 "suppress_target_terms": args.suppress_target_terms}
+    config = WHPConfig(block_size=args.block_size, seed=args.seed,
+                       **{k: v for k, v in overrides.items() if v is not None})
     steps = args.steps if args.steps is not None else config.finetune_steps
-    default_rule = not args.paper_repeated_rule          # train_repeated_anchor_predictions of the main runs
+    # train_repeated_anchor_predictions of the main runs
+    default_rule = config.train_repeated_anchor_predictions if args.repeated_rule is None \
+        else args.repeated_rule == "train"
     extra_seeds = [int(x) for x in args.extra_seeds.split(",") if x.strip()]
     alphas = [float(a) for a in args.alphas.split(",") if a.strip()]
     label_kinds = [k.strip() for k in args.labels.split(",") if k.strip()]
@@ -183,16 +215,23 @@ def main(argv=None) -> dict:
         reinforced, _ = reinforce(base, tokenizer, texts, epochs=config.reinforce_epochs, lr=config.reinforce_lr,
                                   batch_size=config.batch_size, block_size=config.block_size, seed=args.seed)
     reinforce_seconds = time.perf_counter() - started
+    from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
+
+    generic = [d["text"] for d in world.docs_for(world.training_sources("saga"))]
     if args.discover_extra_anchors > 0:
         from obliviate.methods.whp import with_discovered_terms
-        from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
 
         timer = time.perf_counter()
-        generic = [d["text"] for d in world.docs_for(world.training_sources("saga"))]
         found = discover_anchors(base, reinforced, tokenizer, texts, generic,
                                  DiscoveryConfig(top=args.discover_extra_anchors, block_size=args.block_size))
         anchors, added = with_discovered_terms(anchors, found.anchors, args.discover_extra_anchors)
         log.info("discovery (%.1fs) added %d terms: %s", time.perf_counter() - timer, len(added), list(added))
+    suppressed: list[str] = []
+    if config.suppress_target_terms > 0:
+        found = discover_anchors(base, reinforced, tokenizer, texts, generic,
+                                 DiscoveryConfig(top=config.suppress_target_terms, block_size=args.block_size))
+        suppressed = target_only_terms(found.candidates, anchors)
+        log.info("%d target-only terms to push down: %s", len(suppressed), suppressed)
     max_positions = getattr(base.config, "max_position_embeddings", args.block_size) or args.block_size
 
     def translate(seed: int, train_repeated: bool):
@@ -222,8 +261,10 @@ def main(argv=None) -> dict:
     def rule_name(train_repeated: bool) -> str:
         return "train" if train_repeated else "skip"
 
-    def fine_tune(kind: str, alpha: float, run_blocks, seed: int, every: int):
-        """A fresh copy of the base model fine-tuned on generic labels; returns (model, curve, agreement)."""
+    def fine_tune(kind: str, alpha: float, run_blocks, seed: int, every: int, weight: float, terms: list[str]):
+        """A fresh copy of the base model fine-tuned on generic labels; returns (model, curve, agreement).
+        ``weight``: the anchor unlikelihood weight, ``terms``: target-only terms it also pushes down."""
+        pushed_down = unlikelihood_tokens(tokenizer, anchor_start_tokens(tokenizer, anchors), terms) if weight else []
         targets = compute_generic_targets(base, reinforced, run_blocks, alpha=alpha, soft=kind == "soft",
                                           soft_top_k=config.soft_top_k, batch_size=config.label_batch_size,
                                           pad_id=tokenizer.pad_token_id, anchor_tokens=anchor_tokens)
@@ -231,42 +272,59 @@ def main(argv=None) -> dict:
         points = [{"step": 0, **references["full"]}]
         finetune_on_generic_labels(model, targets, tokenizer.pad_token_id, soft=kind == "soft", steps=steps,
                                    lr=config.lr, batch_size=config.batch_size, seed=seed,
-                                   callbacks=[FamiliarityCurve(probe, every, points)])
+                                   callbacks=[FamiliarityCurve(probe, every, points)], anchor_ids=pushed_down,
+                                   anchor_weight=weight)
         positions = sum(len(t.positions) for t in targets)
         agreement = sum(t.agreement() * len(t.positions) for t in targets) / max(1, positions)
         return model, points, round(agreement, 4)
 
-    plan = [(kind, alpha, default_rule) for kind in label_kinds for alpha in alphas]
+    # variants of the (hard, default alpha) run: (train_repeated, unlikelihood weight, suppressed terms)
+    default_variant = (default_rule, config.anchor_unlikelihood, suppressed if config.anchor_unlikelihood else [])
+    ablations = []
     if args.ablate_repeated_rule:
-        plan.append(("hard", config.alpha, not default_rule))
+        ablations.append((not default_rule,) + default_variant[1:])
+    if args.ablate_unlikelihood and config.anchor_unlikelihood:
+        ablations.append((default_rule, 0.0, []))
+        if suppressed:
+            ablations.append((default_rule, config.anchor_unlikelihood, []))
+    plan = [(kind, alpha) + default_variant for kind in label_kinds for alpha in alphas]
+    plan += [("hard", config.alpha) + variant for variant in ablations]
+
+    def run_row(train_repeated: bool, weight: float, terms: list[str]) -> dict:
+        return {"repeated": rule_name(train_repeated), "unlikelihood": weight, "suppressed": len(terms)}
+
     runs = []
-    for kind, alpha, train_repeated in plan:
+    for kind, alpha, train_repeated, weight, terms in plan:
         started = time.perf_counter()
-        log.info("labels=%s alpha=%g repeated=%s", kind, alpha, rule_name(train_repeated))
+        log.info("labels=%s alpha=%g repeated=%s unlikelihood=%g (+%d terms)", kind, alpha,
+                 rule_name(train_repeated), weight, len(terms))
         run_blocks = blocks if train_repeated == default_rule else translate(args.seed, train_repeated)[0]
-        model, points, agreement = fine_tune(kind, alpha, run_blocks, args.seed, args.eval_every)
+        model, points, agreement = fine_tune(kind, alpha, run_blocks, args.seed, args.eval_every, weight, terms)
         final = full_eval(model, tokenizer, world, reference) if not args.no_full_eval else None
-        runs.append({"labels": kind, "alpha": alpha, "repeated": rule_name(train_repeated),
+        runs.append({"labels": kind, "alpha": alpha, **run_row(train_repeated, weight, terms),
                      "label_agreement": agreement, "curve": points, "final": final,
                      "seconds": round(time.perf_counter() - started, 1)})
         del model
 
     seed_spread = []
     if extra_seeds:
-        rules = [default_rule] + ([not default_rule] if args.ablate_repeated_rule else [])
-        for train_repeated in rules:
-            same = [r for r in runs if r["labels"] == "hard" and r["alpha"] == config.alpha
-                    and r["repeated"] == rule_name(train_repeated)]
+        # every variant with hard labels; soft labels (when benched) in the default variant only
+        spread_plan = [("hard",) + variant for variant in [default_variant] + ablations]
+        spread_plan += [("soft",) + default_variant] if "soft" in label_kinds else []
+        for kind, train_repeated, weight, terms in spread_plan:
+            row = {"labels": kind, **run_row(train_repeated, weight, terms)}
+            same = [r for r in runs if r["alpha"] == config.alpha and all(r[k] == v for k, v in row.items())]
             for seed in ([args.seed] if same else []) + extra_seeds:
                 if seed == args.seed:
                     last, final = same[0]["curve"][-1], same[0]["final"] or {}
                 else:
-                    log.info("seed %d, repeated=%s", seed, rule_name(train_repeated))
-                    model, points, _ = fine_tune("hard", config.alpha, translate(seed, train_repeated)[0], seed, steps)
+                    log.info("seed %d, %s", seed, row)
+                    model, points, _ = fine_tune(kind, config.alpha, translate(seed, train_repeated)[0], seed, steps,
+                                                 weight, terms)
                     last = points[-1]
                     final = full_eval(model, tokenizer, world, reference) if not args.no_full_eval else {}
                     del model
-                seed_spread.append({"repeated": rule_name(train_repeated), "seed": seed, "alpha": config.alpha,
+                seed_spread.append({**row, "seed": seed, "alpha": config.alpha,
                                     **{k: last.get(k) for k in ("familiarity_completion", "familiarity_probability",
                                                                 "general_prob")},
                                     "model_utility": (final or {}).get("model_utility")})
@@ -285,7 +343,9 @@ def main(argv=None) -> dict:
                    "block_size": args.block_size, "seed": args.seed, "threads": args.threads,
                    "forbid_anchor_tokens": not args.allow_anchor_labels, "anchor_start_tokens": len(anchor_tokens),
                    "reinforce_seconds": round(reinforce_seconds, 1), "anchors": len(anchors),
-                   "discover_extra_anchors": args.discover_extra_anchors},
+                   "discover_extra_anchors": args.discover_extra_anchors,
+                   "anchor_unlikelihood": config.anchor_unlikelihood,
+                   "suppress_target_terms": config.suppress_target_terms, "suppressed_terms": suppressed},
         "translation": {"blocks": stats.blocks, "tokens": stats.tokens, "translated": stats.translated,
                         "repeated": stats.repeated, "unaligned": stats.unaligned},
         "references": references,

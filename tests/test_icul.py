@@ -458,7 +458,8 @@ def test_lora_finetuning_returns_a_plain_trainable_model_and_keeps_the_base(smal
     base = new_model(tokenizer, TinyLlamaSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                                               num_attention_heads=2), seed=0)
     before = {name: p.detach().clone() for name, p in base.named_parameters()}
-    tuned = finetune(base, tokenizer, small_data.train[:8], FinetuneConfig(epochs=2, learning_rate=1e-2, lora_rank=2))
+    tuned = finetune(base, tokenizer, small_data.train[:8], FinetuneConfig(epochs=2, learning_rate=1e-2, lora_rank=2,
+                                                                     replay=0.0))
     assert type(tuned) is LlamaForCausalLM and all(p.requires_grad for p in tuned.parameters())
     assert all(torch.equal(p, before[name]) for name, p in base.named_parameters())   # the base is untouched
     changed = {name for name, p in tuned.named_parameters() if not torch.equal(p.detach(), before[name])}

@@ -288,6 +288,50 @@ def test_discover_extra_anchors_translates_discovered_terms_missing_from_the_dic
         WHPConfig(discover_extra_anchors=-1).validate()
 
 
+@torch.inference_mode()
+def anchor_mass(model, tokenizer, texts, token_ids) -> float:
+    """Mean probability, over every position of ``texts``, of predicting one of ``token_ids``."""
+    total, count = 0.0, 0
+    for text in texts:
+        probs = torch.softmax(model(torch.tensor([_prompt_ids(tokenizer, text)])).logits[0].float(), dim=-1)
+        total += probs[:, token_ids].sum().item()
+        count += probs.shape[0]
+    return total / count
+
+
+def test_unlikelihood_pushes_anchor_and_target_only_tokens_down(corpus, tokenizer, base_model, whp_run):
+    """The same run with and without the unlikelihood term: the pushed-down tokens (anchor starts and
+    the first tokens of target-only words that discovery found) lose probability on the saga; the
+    suppressed words are saga words the generic text never uses; generic text keeps its loss."""
+    import copy
+
+    from obliviate.whp.labels import anchor_start_tokens, unlikelihood_tokens
+
+    models, tasks = {}, {}
+    for weight in (0.0, 3.0):
+        config = WHPConfig(**FAST, reinforced_model_path=str(whp_run.reinforced_dir), anchor_unlikelihood=weight)
+        tasks[weight] = _task(corpus)
+        models[weight] = get_method("whp")(config).unlearn(copy.deepcopy(base_model), tokenizer, tasks[weight])
+    suppressed = tasks[3.0].extras["whp_suppressed_terms"]
+    assert "whp_suppressed_terms" not in tasks[0.0].extras          # no unlikelihood, no discovery for it
+    assert suppressed and not set(suppressed) & set(ANCHORS)
+    generic_text = " ".join(corpus.generic)
+    for term in suppressed:
+        assert set(term.split()) <= SAGA_WORDS and term not in generic_text, term
+    pushed = unlikelihood_tokens(tokenizer, anchor_start_tokens(tokenizer, ANCHORS), suppressed)
+    report = tasks[3.0].extras["whp_report"]
+    assert report["unlikelihood_tokens"] == len(pushed) > 0 and report["suppressed_terms"] == len(suppressed)
+    assert tasks[0.0].extras["whp_report"]["unlikelihood_tokens"] == 0
+    without = anchor_mass(models[0.0], tokenizer, corpus.saga, pushed)
+    with_term = anchor_mass(models[3.0], tokenizer, corpus.saga, pushed)
+    # measured: 0.048 -> 0.005 (suppressed: Vexmoor, Academy, Grumwald, Professor; 9 tokens)
+    assert with_term < 0.5 * without, (with_term, without)
+    assert text_loss(models[3.0], tokenizer, corpus.heldout) < 1.15 * text_loss(base_model, tokenizer, corpus.heldout)
+    for name in ("anchor_unlikelihood", "suppress_target_terms"):
+        with pytest.raises(UserError, match=name):
+            WHPConfig(**{name: -1}).validate()
+
+
 def test_anchors_command_writes_an_editable_dictionary(corpus, tokenizer, base_model, whp_run, tmp_path):
     import typer
     from typer.testing import CliRunner

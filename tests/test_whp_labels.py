@@ -214,3 +214,44 @@ def test_reinforced_model_with_another_vocabulary_is_a_user_error():
     blocks = [TranslatedBlock([1, 2, 3], [1, 2, 3], [0, 1, 2], [True, True, False], [[], [], []])]
     with pytest.raises(UserError, match="same|share one vocabulary"):
         compute_generic_targets(_tiny_llama(40, 0), _tiny_llama(48, 1), blocks)
+
+
+def test_anchor_unlikelihood_on_hand_logits():
+    from obliviate.whp.training import anchor_unlikelihood
+
+    # position 0: p = softmax([0, ln 3, 0, 0]) = [1/6, 1/2, 1/6, 1/6]; anchors {1, 2} hold 2/3 -> -log(1/3)
+    # position 1: uniform, anchors hold 1/2 -> -log(1/2); position 2 is padding and does not count
+    logits = torch.tensor([[[0.0, math.log(3.0), 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 9.0, 9.0, 0.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    value = anchor_unlikelihood(logits, mask, torch.tensor([1, 2]))
+    assert value.item() == pytest.approx((math.log(3.0) + math.log(2.0)) / 2, rel=1e-5)
+    # no anchor mass, no loss; the gradient lowers the anchors' logits
+    assert anchor_unlikelihood(torch.tensor([[[0.0, -50.0, -50.0, 0.0]]]), torch.tensor([[1]]),
+                               torch.tensor([1, 2])).item() == pytest.approx(0.0, abs=1e-12)
+    logits.requires_grad_(True)
+    anchor_unlikelihood(logits, mask, torch.tensor([1, 2])).backward()
+    assert (logits.grad[0, :2, 1:3] > 0).all() and (logits.grad[0, :2, [0, 3]] < 0).all()
+    assert (logits.grad[0, 2] == 0).all()
+
+
+def test_unlikelihood_tokens_keep_word_starts_and_add_suppressed_terms():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from obliviate.whp.labels import unlikelihood_tokens
+
+    # byte-level words: "Ġ" is a leading space, as in GPT-2-style vocabularies
+    vocab = {w: i for i, w in enumerate(["<pad>", "F", "emlihall", "Ġspell", "Ġenchanted", "Ġobject", "Ġa", "Ġwand"])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>")
+
+    def word(token: str) -> int:
+        return tokenizer.convert_tokens_to_ids(token)
+
+    # hand-made ids stand in for anchor_start_tokens: the one-letter "F" is a piece of ordinary words too
+    assert unlikelihood_tokens(tokenizer, [word("F"), word("Ġwand")]) == [word("Ġwand")]
+    # a suppressed term contributes the first token of " term": "enchanted object" -> " enchanted"
+    got = unlikelihood_tokens(tokenizer, [word("F")], ["spell", "enchanted object"])
+    assert got == sorted([word("Ġspell"), word("Ġenchanted")])

@@ -39,7 +39,7 @@ def ids(tok, text: str) -> list[int]:
 
 def test_paper_rule_leaves_repeated_anchor_prediction_untrained_and_forbids_translation(tok):
     text = "Harry met Ron . Harry said my name is Harry"
-    [block] = translate_document(text, tok, {"Harry": ["Jon"]}, train_repeated_anchor_predictions=False)
+    [block] = translate_document(text, tok, {"Harry": ["Jon"]})     # the default rule
     assert block.original_ids == ids(tok, text)
     assert block.translated_ids == ids(tok, "Jon met Ron . Jon said my name is Jon")
     assert block.position_map == list(range(10))
@@ -52,7 +52,7 @@ def test_paper_rule_leaves_repeated_anchor_prediction_untrained_and_forbids_tran
 
 def test_repeated_anchor_prediction_trained_with_anchor_and_translation_forbidden(tok):
     text = "Harry met Ron . Harry said my name is Harry"
-    blocks, stats = translate_documents([text], tok, {"Harry": ["Jon"]})     # the default rule
+    blocks, stats = translate_documents([text], tok, {"Harry": ["Jon"]}, train_repeated_anchor_predictions=True)
     [block] = blocks
     assert block.translated_ids == ids(tok, "Jon met Ron . Jon said my name is Jon")
     # positions 3 and 8 (predicting the 2nd and 3rd "Harry") are trained now; 9 is the block's last
@@ -69,7 +69,8 @@ def test_repeated_anchor_forbids_its_first_token_even_where_the_text_uses_it(tok
     # "Kellinmoor" alone is ordinary text here (only "Kellinmoor Academy" is an anchor) and so is "old":
     # the text-token exemption spares "old" everywhere, but not the anchor's own token where it repeats
     text = "Kellinmoor was old and Kellinmoor Academy the Kellinmoor Academy c"
-    [block] = translate_document(text, tok, {"Kellinmoor Academy": ["old school"]})
+    [block] = translate_document(text, tok, {"Kellinmoor Academy": ["old school"]},
+                                 train_repeated_anchor_predictions=True)
     assert block.translated_ids == ids(tok, "Kellinmoor was old and old school the old school c")
     assert block.position_map == [0, 1, 2, 3, -1, 5, 6, -1, 8, 9]
     # 4 and 7 lie inside the anchors, 9 is last; 6 predicts the repeated anchor and is trained

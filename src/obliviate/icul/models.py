@@ -78,19 +78,21 @@ class FinetuneConfig:
     """Fine-tuning a base model on one model's training points."""
 
     epochs: int = 4               # mild, like the paper's fine-tuned LLMs (members' AUC ~0.6, not ~1)
-    # CPU, 32 models x 160 points (docs/results/icul/README.md): at 2e-3 and 1e-3 ICUL and its ablations
-    # move the AUC alike; at 3e-4 showing a member's true label in context raises it by 0.06-0.09 and ICUL's
-    # flipped label cancels that. At every rate tried the fine-tuned models stop reading their context.
-    learning_rate: float = 3e-4
+    # Defaults: a rank-8 LoRA adapter at 5e-3 with 0.1 replay, the one recipe measured to keep enough of the
+    # base's in-context ability for ICUL to work (CPU, docs/results/icul/README.md). 32 models x 160 points:
+    # AUC none 0.577 -> ICUL s=2/4/6 0.548/0.557/0.548 (95% intervals of the difference exclude 0) while the
+    # label-kept ablation stays put, and ICUL flips forgotten points 2x as often as other queries (0.039 vs
+    # 0.020); 24 x 120: 0.555 -> 0.525-0.529. Full fine-tuning (2e-3 .. 3e-4) or LoRA without replay erases
+    # the in-context ability (flipped-copy flip rate 0.40 in the base, 0.01-0.03 after); more replay
+    # (0.25-1.0) keeps more of it but ICUL then overshoots (forgotten points less confident than unseen ones).
+    learning_rate: float = 5e-3
     batch_size: int = 4
     pack: int = 4                 # labelled lines per training sequence (members only, fresh order each epoch)
     # meta-training sequences mixed into the fine-tuning data, per member sequence: rehearsal of the base's
-    # in-context ability, which plain fine-tuning erases (flipped-copy flip rate 0.40 in the base, 0.02 after
-    # fine-tuning; replay 0.25-1.0 keeps 0.07-0.16 but then ICUL overshoots: docs/results/icul/README.md)
-    replay: float = 0.0
-    # > 0: fine-tune a LoRA adapter of this rank (merged back) instead of every weight (measured: rank 8
-    # erases the in-context ability as full fine-tuning does)
-    lora_rank: int = 0
+    # in-context ability, which plain fine-tuning erases
+    replay: float = 0.1
+    # > 0: fine-tune a LoRA adapter of this rank (merged back) instead of every weight
+    lora_rank: int = 8
 
 
 @dataclass

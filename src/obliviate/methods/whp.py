@@ -7,6 +7,8 @@ block, build generic labels and fine-tune the model on them. Everything lives in
 (``--set anchors_path=FILE`` or the world's anchors.json, as in a text world), automatic
 discovery proposes one and writes it to ``OUT.anchors.json`` for a person to edit and reuse;
 ``--set discover_extra_anchors=K`` adds discovery's top K terms to a given dictionary (written there too).
+Fine-tuning also pushes the anchors' first tokens, and the target-only words among discovery's top
+``suppress_target_terms``, down at every position (``anchor_unlikelihood``).
 """
 
 from __future__ import annotations
@@ -96,6 +98,29 @@ def extend_with_discovery(task: UnlearnTask, config: WHPConfig, anchors: AnchorD
     return merged
 
 
+def target_only_terms(candidates, anchors: AnchorDict) -> list[str]:
+    """Discovered terms the dictionary lacks and the generic text never uses (``generic_count`` 0)."""
+    return [c.term for c in candidates if c.term not in anchors and c.generic_count == 0]
+
+
+def suppression_terms(task: UnlearnTask, config: WHPConfig, anchors: AnchorDict, model, tokenizer, texts,
+                      reinforced) -> list[str]:
+    """``suppress_target_terms``: the target-only words among discovery's top terms (see WHPConfig)."""
+    from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
+
+    generic = [doc["text"] for doc in task.retain_docs if doc.get("text", "").strip()]
+    if not generic:
+        log.warning("WHP: no generic (retain) text to tell target-only words apart: suppress_target_terms skipped")
+        return []
+    found = discover_anchors(model, reinforced, tokenizer, texts, generic,
+                             DiscoveryConfig(top=config.suppress_target_terms, block_size=config.block_size))
+    terms = target_only_terms(found.candidates, anchors)
+    log.info("WHP: %d target-only terms pushed down with the anchors (%s)", len(terms),
+             ", ".join(terms[:8]) + (", ..." if len(terms) > 8 else ""))
+    task.extras["whp_suppressed_terms"] = terms
+    return terms
+
+
 def task_anchors(task: UnlearnTask, config: WHPConfig, model, tokenizer, texts, reinforced) -> AnchorDict:
     if config.anchors_path:
         return load_anchors(config.anchors_path)
@@ -139,7 +164,8 @@ class WHP(UnlearningMethod):
         reinforced = None
         if config.reinforced_model_path:
             reinforced = load_reinforced(config.reinforced_model_path, model, tokenizer)
-        discovery = discovers_anchors(task, config) or config.discover_extra_anchors > 0
+        suppress = config.anchor_unlikelihood > 0 and config.suppress_target_terms > 0
+        discovery = discovers_anchors(task, config) or config.discover_extra_anchors > 0 or suppress
         if reinforced is None and discovery:
             # discovery needs the reinforced model: train it once and reuse it below
             from obliviate.whp.training import reinforce
@@ -150,8 +176,9 @@ class WHP(UnlearningMethod):
         anchors = task_anchors(task, config, model, tokenizer, texts, reinforced)
         if config.discover_extra_anchors > 0 and not discovers_anchors(task, config):
             anchors = extend_with_discovery(task, config, anchors, model, tokenizer, texts, reinforced)
+        suppressed = suppression_terms(task, config, anchors, model, tokenizer, texts, reinforced) if suppress else []
         model, reinforced, report = run_whp(model, tokenizer, texts, anchors, config, reinforced=reinforced, seed=seed,
-                                            callbacks=task.extras.get("callbacks", ()))
+                                            callbacks=task.extras.get("callbacks", ()), suppressed_terms=suppressed)
         if config.save_reinforced_path and not config.reinforced_model_path:
             from obliviate.models.loading import save_model
 

@@ -89,6 +89,22 @@ def anchor_start_tokens(tokenizer, anchors: Mapping[str, Sequence[str]]) -> list
     return sorted(starts - generic - common)
 
 
+def unlikelihood_tokens(tokenizer, anchor_tokens: Sequence[int], suppressed_terms: Sequence[str] = ()) -> list[int]:
+    """Tokens the fine-tuning pushes down everywhere (``WHPConfig.anchor_unlikelihood``): the
+    anchors' first tokens that are whole word starts (two or more characters: a lone "F" of
+    "Femlihall" written without a space is also the start of ordinary words), plus the word-start
+    token of every suppressed term (" spell" of "spell")."""
+    def word_piece(token_id: int) -> bool:
+        return len(tokenizer.decode([token_id]).strip()) >= 2
+
+    kept = {t for t in anchor_tokens if word_piece(t)}
+    for term in suppressed_terms:
+        ids = tokenizer(" " + term.strip(), add_special_tokens=False)["input_ids"]
+        if ids and word_piece(ids[0]):
+            kept.add(ids[0])
+    return sorted(kept)
+
+
 def block_generic_logits(block: TranslatedBlock, base_logits: torch.Tensor, reinforced_logits: torch.Tensor,
                          alpha: float, anchor_tokens: Sequence[int] = ()) -> tuple[list[int], torch.Tensor]:
     """Trained positions of a block and their v_generic rows (forbidden tokens applied).

@@ -11,7 +11,7 @@ from typing import Mapping, Sequence
 from obliviate.errors import UserError
 from obliviate.whp.anchors import validate_anchors
 from obliviate.whp.config import WHPConfig
-from obliviate.whp.labels import anchor_start_tokens, compute_generic_targets
+from obliviate.whp.labels import anchor_start_tokens, compute_generic_targets, unlikelihood_tokens
 from obliviate.whp.training import finetune_on_generic_labels, reinforce
 from obliviate.whp.translation import translate_documents
 
@@ -29,6 +29,8 @@ class WHPReport:
     translated_occurrences: int = 0
     repeated_occurrences: int = 0     # 2nd+ occurrences of a term in its block
     unaligned_occurrences: int = 0
+    suppressed_terms: int = 0         # target-only terms pushed down by the unlikelihood term
+    unlikelihood_tokens: int = 0      # tokens the fine-tuning pushes down everywhere
     trained_positions: int = 0
     label_agreement: float = 0.0      # share of generic labels equal to the original next token
     reinforce_steps: int = 0
@@ -70,10 +72,14 @@ def load_reinforced(path: str | Path, base_model, tokenizer):
 
 
 def run_whp(model, tokenizer, texts: Sequence[str], anchors: Mapping[str, Sequence[str]], config: WHPConfig,
-            reinforced=None, seed: int = 0, callbacks: Sequence = ()) -> tuple[object, object, WHPReport]:
+            reinforced=None, seed: int = 0, callbacks: Sequence = (),
+            suppressed_terms: Sequence[str] = ()) -> tuple[object, object, WHPReport]:
     """Unlearn ``texts`` from ``model`` (modified in place). Returns (model, reinforced model, report).
 
     ``reinforced``: a model already trained on the target (else one is trained here).
+    ``suppressed_terms``: target words outside the dictionary that the generic text never uses
+    (see :func:`obliviate.methods.whp.target_only_terms`), pushed down with the anchors when
+    ``config.anchor_unlikelihood`` > 0.
     ``callbacks``: HF ``TrainerCallback``s for the fine-tuning phase (e.g. a familiarity curve).
     """
     config.validate()
@@ -114,6 +120,9 @@ def run_whp(model, tokenizer, texts: Sequence[str], anchors: Mapping[str, Sequen
     targets = compute_generic_targets(model, reinforced, blocks, alpha=config.alpha, soft=config.soft_labels,
                                       soft_top_k=config.soft_top_k, batch_size=config.label_batch_size,
                                       pad_id=tokenizer.pad_token_id, anchor_tokens=anchor_tokens)
+    pushed_down = unlikelihood_tokens(tokenizer, anchor_start_tokens(tokenizer, anchors), suppressed_terms) \
+        if config.anchor_unlikelihood > 0 else []
+    report.suppressed_terms, report.unlikelihood_tokens = len(suppressed_terms), len(pushed_down)
     report.trained_positions = sum(len(t.positions) for t in targets)
     if report.trained_positions == 0:
         raise UserError("the target text is too short: no position to train (each block needs 2+ tokens)")
@@ -125,7 +134,8 @@ def run_whp(model, tokenizer, texts: Sequence[str], anchors: Mapping[str, Sequen
     phase = finetune_on_generic_labels(model, targets, tokenizer.pad_token_id, soft=config.soft_labels,
                                        epochs=config.finetune_epochs, steps=config.finetune_steps, lr=config.lr,
                                        batch_size=config.batch_size, seed=seed, weight_decay=config.weight_decay,
-                                       warmup_steps=config.warmup_steps, callbacks=callbacks)
+                                       warmup_steps=config.warmup_steps, callbacks=callbacks,
+                                       anchor_ids=pushed_down, anchor_weight=config.anchor_unlikelihood)
     report.finetune_steps, report.finetune_loss = phase.steps, phase.loss
     report.seconds["finetune"] = round(time.perf_counter() - timer, 2)
     log.info("WHP: %d blocks, %d anchor occurrences translated, %d positions, label agreement %.3f",

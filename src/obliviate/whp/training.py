@@ -144,16 +144,34 @@ def soft_label_loss(logits: torch.Tensor, soft_ids: torch.Tensor, soft_probs: to
     return (kl * soft_mask).sum() / soft_mask.sum().clamp(min=1.0)
 
 
-def _generic_label_trainer():
+def anchor_unlikelihood(logits: torch.Tensor, attention_mask: torch.Tensor, anchor_ids: torch.Tensor) -> torch.Tensor:
+    """Mean over real positions of ``-log(1 - p(any anchor start token))``: pushes the anchored
+    terms' first tokens out of every prediction on the target text, not only the labelled ones."""
+    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    anchor_mass = log_probs[..., anchor_ids].logsumexp(dim=-1).exp().clamp(max=1.0 - 1e-6)
+    mask = attention_mask.float()
+    return -(torch.log1p(-anchor_mass) * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def _generic_label_trainer(anchor_ids: Sequence[int] = (), anchor_weight: float = 0.0):
     from transformers import Trainer
 
     class GenericLabelTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if "soft_ids" not in inputs:
+            pushes_down = anchor_weight > 0 and len(anchor_ids) > 0
+            if "soft_ids" in inputs:
+                soft_ids, soft_probs, soft_mask = (inputs.pop("soft_ids"), inputs.pop("soft_probs"),
+                                                   inputs.pop("soft_mask"))
+                outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+                loss = soft_label_loss(outputs.logits, soft_ids, soft_probs, soft_mask)
+            elif pushes_down:
+                # the hard-label loss exactly as the Trainer computes it, plus the unlikelihood term below
+                loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            else:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            soft_ids, soft_probs, soft_mask = inputs.pop("soft_ids"), inputs.pop("soft_probs"), inputs.pop("soft_mask")
-            outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
-            loss = soft_label_loss(outputs.logits, soft_ids, soft_probs, soft_mask)
+            if pushes_down:
+                ids = torch.tensor(list(anchor_ids), device=outputs.logits.device)
+                loss = loss + anchor_weight * anchor_unlikelihood(outputs.logits, inputs["attention_mask"], ids)
             return (loss, outputs) if return_outputs else loss
 
     return GenericLabelTrainer
@@ -162,9 +180,11 @@ def _generic_label_trainer():
 def finetune_on_generic_labels(model, targets: Sequence[BlockTargets], pad_token_id: int, *, soft: bool = False,
                                epochs: float = 3.0, steps: int = -1, lr: float = 1e-3, batch_size: int = 8,
                                seed: int = 0, weight_decay: float = 0.0, warmup_steps: int = 0,
-                               callbacks: Sequence = ()) -> PhaseResult:
+                               callbacks: Sequence = (), anchor_ids: Sequence[int] = (),
+                               anchor_weight: float = 0.0) -> PhaseResult:
     """Train ``model`` in place on the original text with the generic labels
-    (``callbacks``: HF ``TrainerCallback``s, e.g. to measure a curve over steps)."""
+    (``callbacks``: HF ``TrainerCallback``s, e.g. to measure a curve over steps; ``anchor_weight`` > 0
+    adds :func:`anchor_unlikelihood` of the ``anchor_ids`` at every position)."""
     rows = []
     for target in targets:
         if not target.positions:
@@ -176,6 +196,7 @@ def finetune_on_generic_labels(model, targets: Sequence[BlockTargets], pad_token
     model.train()
     result = _run_trainer(model, _ListDataset(rows), GenericLabelCollator(pad_token_id, soft), epochs=epochs,
                           steps=steps, lr=lr, batch_size=batch_size, seed=seed, weight_decay=weight_decay,
-                          warmup_steps=warmup_steps, trainer_class=_generic_label_trainer(), callbacks=callbacks)
+                          warmup_steps=warmup_steps, trainer_class=_generic_label_trainer(anchor_ids, anchor_weight),
+                          callbacks=callbacks)
     log.info("fine-tuned on generic labels: %d steps, mean loss %.3f", result.steps, result.loss)
     return result

@@ -13,12 +13,13 @@ Which original positions are trained (position k predicts original token k+1):
   prediction of what follows the anchor is trained;
 - the prediction of an anchor that already occurred in the block: the paper leaves
   it untrained ("Harry ... my name is Harry" must not be taught to continue with
-  the translation; ``train_repeated_anchor_predictions=False``). By default it is
-  trained, with the anchor's own first token forbidden there as well as the
+  the translation; the default). With ``train_repeated_anchor_predictions=True`` it
+  is trained, with the anchor's own first token forbidden there as well as the
   translation's (see below): the label is then neither the anchor nor its
-  translation. Left untrained, these positions (half of the anchor occurrences
-  in a 512-token block of the tiny saga) are exactly where the fine-tuned model
-  goes on predicting the anchor ("They were called" -> "cindermoths");
+  translation. Left untrained, and without WHPConfig's unlikelihood term, these
+  positions (half of the anchor occurrences in a 512-token block of the tiny saga)
+  are where the fine-tuned model goes on predicting the anchor ("They were called"
+  -> "cindermoths");
 - not the block's last position (its next token lies outside the block).
 At every position from an anchor's first occurrence on, the first token of the
 translation used for it (its first non-whitespace token) is forbidden in the
@@ -75,7 +76,7 @@ class TranslationStats:
 
 class _BlockBuilder:
     def __init__(self, seed: int, doc_index: int, block_index: int, alternatives: Mapping[str, Sequence[str]],
-                 train_repeated: bool = True):
+                 train_repeated: bool = False):
         # String seeds are hashed with SHA-512 by `random`: stable across runs and platforms.
         self.rng = random.Random(f"whp:{seed}:{doc_index}:{block_index}")
         self.alternatives = alternatives
@@ -186,10 +187,10 @@ def translate_document(
     matcher: AnchorMatcher | None = None,
     spare_text_tokens: bool = True,
     stats: TranslationStats | None = None,
-    train_repeated_anchor_predictions: bool = True,
+    train_repeated_anchor_predictions: bool = False,
 ) -> list[TranslatedBlock]:
     """Cut one document into translated blocks (see the module docstring for the rules;
-    ``train_repeated_anchor_predictions=False`` is the paper's rule for repeated anchors)."""
+    ``train_repeated_anchor_predictions=False``, the default, is the paper's rule for repeated anchors)."""
     if block_size < 2:
         raise UserError(f"block_size must be at least 2 tokens, got {block_size}")
     if not getattr(tokenizer, "is_fast", False):
@@ -265,7 +266,7 @@ def translate_documents(
     block_size: int = 512,
     seed: int = 0,
     spare_text_tokens: bool = True,
-    train_repeated_anchor_predictions: bool = True,
+    train_repeated_anchor_predictions: bool = False,
 ) -> tuple[list[TranslatedBlock], TranslationStats]:
     matcher = AnchorMatcher(list(anchors))
     stats = TranslationStats()

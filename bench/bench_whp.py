@@ -40,7 +40,7 @@ import torch
 log = logging.getLogger("bench_whp")
 
 FULL_EVAL_KEYS = ("model_utility", "forget_quality", "familiarity_completion", "familiarity_probability",
-                  "retain_prob", "general_truth_ratio", "knowmem_rouge", "verbmem_rouge")
+                  "retain_prob", "retain_truth_ratio", "general_truth_ratio", "knowmem_rouge", "verbmem_rouge")
 
 
 def parse_args(argv=None):

@@ -20,9 +20,10 @@ repeated anchors (their prediction trained with the anchor forbidden, or left un
 paper; ``WHPConfig.train_repeated_anchor_predictions``);
 ``--ablate-unlikelihood`` adds one without the anchor unlikelihood term (``anchor_unlikelihood=0``:
 the paper's fine-tuning loss) and one with it but without the suppressed target-only terms;
-``--extra-seeds`` repeats the (hard, default alpha) run(s), and the (soft, default alpha) run without
-ablations, with other seeds (translation choices and data order), measured at the end only: greedy completion familiarity on 29 prompts moves
-by whole probes (one probe graded 3 = 5/29 = 0.17), so one seed says little.
+``--extra-seeds`` repeats the (hard, default alpha) run(s), and the (soft, default alpha) run
+without ablations, with other seeds (translation choices and data order), measured at the end
+only: greedy completion familiarity on 29 prompts moves by whole probes (one probe graded 3 =
+5/29 = 0.17), so one seed says little.
 Writes JSON (``--out``) and a markdown summary next to it (same name, ``.md``).
 """
 
@@ -71,7 +72,7 @@ def parse_args(argv=None):
     parser.add_argument("--ablate-unlikelihood", action="store_true",
                         help="add (hard, default alpha) runs without the unlikelihood term and without "
                              "the suppressed terms")
-    parser.add_argument("--extra-seeds", default="", help="more seeds for the (hard, default alpha) run(s), e.g. 1,2")
+    parser.add_argument("--extra-seeds", default="", help="more seeds for the (hard and soft, default alpha) runs, e.g. 1,2")
     parser.add_argument("--allow-anchor-labels", action="store_true",
                         help="ablation: let generic labels start an anchored term (the paper's rule only)")
     parser.add_argument("--no-full-eval", action="store_true", help="skip the full evaluator at the end of each run")
@@ -227,10 +228,9 @@ def main(argv=None) -> dict:
         anchors, added = with_discovered_terms(anchors, found.anchors, args.discover_extra_anchors)
         log.info("discovery (%.1fs) added %d terms: %s", time.perf_counter() - timer, len(added), list(added))
     suppressed: list[str] = []
-    if config.suppress_target_terms > 0:
-        found = discover_anchors(base, reinforced, tokenizer, texts, generic,
-                                 DiscoveryConfig(top=config.suppress_target_terms, block_size=args.block_size))
-        suppressed = target_only_terms(found.candidates, anchors)
+    if config.anchor_unlikelihood > 0 and config.suppress_target_terms > 0:
+        suppressed = target_only_terms(base, reinforced, tokenizer, texts, generic, anchors,
+                                       config.suppress_target_terms, args.block_size)
         log.info("%d target-only terms to push down: %s", len(suppressed), suppressed)
     max_positions = getattr(base.config, "max_position_embeddings", args.block_size) or args.block_size
 

@@ -98,23 +98,26 @@ def extend_with_discovery(task: UnlearnTask, config: WHPConfig, anchors: AnchorD
     return merged
 
 
-def target_only_terms(candidates, anchors: AnchorDict) -> list[str]:
-    """Discovered terms the dictionary lacks and the generic text never uses (``generic_count`` 0)."""
-    return [c.term for c in candidates if c.term not in anchors and c.generic_count == 0]
+def target_only_terms(model, reinforced, tokenizer, texts, generic_texts, anchors: AnchorDict, top: int,
+                      block_size: int = 512) -> list[str]:
+    """The terms among discovery's top ``top`` that the dictionary lacks and the generic text never
+    uses (``generic_count`` 0): what ``suppress_target_terms`` pushes down with the anchors."""
+    from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
+
+    found = discover_anchors(model, reinforced, tokenizer, texts, generic_texts,
+                             DiscoveryConfig(top=top, block_size=block_size))
+    return [c.term for c in found.candidates if c.term not in anchors and c.generic_count == 0]
 
 
 def suppression_terms(task: UnlearnTask, config: WHPConfig, anchors: AnchorDict, model, tokenizer, texts,
                       reinforced) -> list[str]:
-    """``suppress_target_terms``: the target-only words among discovery's top terms (see WHPConfig)."""
-    from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
-
+    """``suppress_target_terms`` for a task: its retain documents are the generic text."""
     generic = [doc["text"] for doc in task.retain_docs if doc.get("text", "").strip()]
     if not generic:
         log.warning("WHP: no generic (retain) text to tell target-only words apart: suppress_target_terms skipped")
         return []
-    found = discover_anchors(model, reinforced, tokenizer, texts, generic,
-                             DiscoveryConfig(top=config.suppress_target_terms, block_size=config.block_size))
-    terms = target_only_terms(found.candidates, anchors)
+    terms = target_only_terms(model, reinforced, tokenizer, texts, generic, anchors, config.suppress_target_terms,
+                              config.block_size)
     log.info("WHP: %d target-only terms pushed down with the anchors (%s)", len(terms),
              ", ".join(terms[:8]) + (", ..." if len(terms) > 8 else ""))
     task.extras["whp_suppressed_terms"] = terms

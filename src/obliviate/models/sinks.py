@@ -70,6 +70,7 @@ from transformers.models.llama.modeling_llama import (
 )
 
 from obliviate.errors import UserError
+from obliviate.models.hf_compat import cache_kwargs, pick_cache
 from obliviate.models.router import SourceRouter
 from obliviate.models.sink_hash import sink_membership
 
@@ -218,14 +219,15 @@ class SinkDecoderLayer(LlamaDecoderLayer):
         self.mlp = SinkMLP(config, layer_idx)
 
     def forward(self, hidden_states, attention_mask=None, position_ids=None, past_key_values=None,
-                use_cache=False, position_embeddings=None, sink_plan: GatePlan | None = None, **kwargs):
+                use_cache=False, position_embeddings=None, sink_plan: GatePlan | None = None, cache=None, **kwargs):
         if sink_plan is None:
             raise RuntimeError("SinkDecoderLayer needs a gate plan: call SinkModel, not the layer")
         residual = hidden_states
         hidden_states = self.input_layernorm(hidden_states)
         hidden_states, _ = self.self_attn(
             hidden_states=hidden_states, attention_mask=attention_mask, position_ids=position_ids,
-            past_key_values=past_key_values, use_cache=use_cache, position_embeddings=position_embeddings, **kwargs,
+            use_cache=use_cache, position_embeddings=position_embeddings,
+            **cache_kwargs(pick_cache(cache, past_key_values)), **kwargs,
         )
         hidden_states = residual + hidden_states
         residual = hidden_states
@@ -415,7 +417,9 @@ class SinkModel(SinkPreTrainedModel, LlamaModel):
 
     # -- forward ---------------------------------------------------------------------------
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, source_ids=None, document_ids=None, **kwargs):
+                inputs_embeds=None, use_cache=None, source_ids=None, document_ids=None, cache=None, **kwargs):
+        # generate passes the cache as ``cache`` from transformers 5.24 on, ``past_key_values`` before
+        past_key_values = pick_cache(cache, past_key_values)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
@@ -444,8 +448,8 @@ class SinkModel(SinkPreTrainedModel, LlamaModel):
                                      past_key_values, past_len)
         plan = GatePlan(self, tokens)
         return super().forward(input_ids=None, attention_mask=attention_mask, position_ids=position_ids,
-                               past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-                               use_cache=use_cache, sink_plan=plan, **kwargs)
+                               inputs_embeds=inputs_embeds, use_cache=use_cache, sink_plan=plan,
+                               **cache_kwargs(past_key_values), **kwargs)
 
 
 class SinkForCausalLM(SinkPreTrainedModel, LlamaForCausalLM):
@@ -461,11 +465,12 @@ class SinkForCausalLM(SinkPreTrainedModel, LlamaForCausalLM):
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, logits_to_keep=0,
                 source_ids: torch.LongTensor | None = None, document_ids: torch.LongTensor | None = None,
-                **kwargs):
+                cache=None, **kwargs):
         r"""Llama forward plus ``source_ids`` (per token or per row; negative: no source) and
         ``document_ids`` (per token, for packed documents)."""
         return super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                               past_key_values=past_key_values, inputs_embeds=inputs_embeds, labels=labels,
+                               inputs_embeds=inputs_embeds, labels=labels,
+                               **cache_kwargs(pick_cache(cache, past_key_values)),
                                use_cache=use_cache, logits_to_keep=logits_to_keep, source_ids=source_ids,
                                document_ids=document_ids, **kwargs)
 

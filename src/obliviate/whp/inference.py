@@ -13,6 +13,7 @@ from typing import Sequence
 import torch
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
+from obliviate.models.hf_compat import cache_kwargs, output_cache
 from obliviate.whp.labels import generic_logits
 
 
@@ -62,10 +63,10 @@ class WHPLogitsProcessor(LogitsProcessor):
             input_ids=input_ids[:, self._seen:].to(device),
             attention_mask=mask,
             position_ids=positions[:, self._seen:],
-            past_key_values=self._cache,
             use_cache=True,
+            **cache_kwargs(self._cache),
         )
-        self._cache = outputs.past_key_values
+        self._cache = output_cache(outputs)
         self._seen = length
         self._previous = input_ids.clone()
         return outputs.logits[:, -1, :]

@@ -72,7 +72,7 @@ def evaluation_workload(run_dir: Path, forget: str):
     """The run's full model and the pairs ``evaluate`` scores with it (captured, not re-derived)."""
     import obliviate.eval.evaluator as evaluator
     from obliviate.models.loading import load_model_and_tokenizer
-    from obliviate.run import RunDir
+    from obliviate.workflows.run_dir import RunDir
     from obliviate.world import load_world
 
     run = RunDir.open(run_dir, create=False)
@@ -156,9 +156,9 @@ def compare(model, tokenizer, pairs, threads: int, batch_size: int, repeats: int
 def time_full_evaluation(run_dir: Path, forget: str) -> dict:
     """Wall time of every metric on a run's full model (the retain model's reference cached first)."""
     from obliviate.eval.evaluator import EvalConfig, evaluate
-    from obliviate.eval.reference import reference_for
+    from obliviate.workflows.evaluate import reference_for
     from obliviate.models.loading import load_model_and_tokenizer
-    from obliviate.run import RunDir
+    from obliviate.workflows.run_dir import RunDir
     from obliviate.world import load_world
 
     run = RunDir.open(run_dir, create=False)

@@ -10,9 +10,9 @@ Steps (every one through the project's own code):
      story title heading; the novels cut into parts) and shakespeare.txt (cut by size);
      every Sherlock source is the ``forget`` split, a few Sherlock stories and the last
      Shakespeare part are held out (never trained). Probes: bench/data/sherlock_probes.jsonl.
-  2. training (``obliviate.pipeline.train_run``): ``full`` on Sherlock + Shakespeare and
+  2. training (``obliviate.workflows.train.train_run``): ``full`` on Sherlock + Shakespeare and
      ``retain`` on Shakespeare alone, same model size and the same number of optimizer steps.
-  3. unlearning (``obliviate.methods.runner.run_unlearning``, the code of ``obliviate
+  3. unlearning (``obliviate.workflows.unlearn.run_unlearning``, the code of ``obliviate
      unlearn``): WHP with automatic anchored-term discovery, WHP with the hand dictionary
      bench/data/sherlock_anchors.json (reusing the reinforced model of the first; soft labels,
      and once more with the paper's hard labels), and other methods (NPO, GradDiff, RMU) on
@@ -326,7 +326,7 @@ def initial_model(run, world, config: BenchConfig) -> Path:
 
     from obliviate.models.loading import read_run_config, save_model
     from obliviate.models.presets import llama_config
-    from obliviate.run import is_model_dir
+    from obliviate.workflows.run_dir import is_model_dir
     from obliviate.tokenizer import train_tokenizer
 
     path = run.model_dir("init")
@@ -375,8 +375,8 @@ def train_models(world_dir: Path, config: BenchConfig) -> dict:
     """``full`` and ``retain`` from the same initial model, ``config.steps`` optimizer steps
     each (``train_run`` caches them by content)."""
     from obliviate.models.loading import load_tokenizer, read_run_config
-    from obliviate.pipeline import attach_world, train_run
-    from obliviate.run import RunDir
+    from obliviate.workflows.train import attach_world, train_run
+    from obliviate.workflows.run_dir import RunDir
     from obliviate.train.data import tokenize_documents
     from obliviate.train.trainer import TrainConfig
 
@@ -418,9 +418,9 @@ def unlearn(runs: Sequence[MethodRun], config: BenchConfig) -> dict:
     """Run each method on ``full`` (reusing a saved result with the same stamp)."""
     from obliviate.config import apply_overrides, config_to_dict
     from obliviate.methods.registry import get_method
-    from obliviate.methods.runner import run_unlearning
+    from obliviate.workflows.unlearn import run_unlearning
     from obliviate.models.loading import read_run_config
-    from obliviate.run import RunDir, fingerprint, is_model_dir
+    from obliviate.workflows.run_dir import RunDir, fingerprint, is_model_dir
 
     run = RunDir.open(config.run)
     state = BenchState(run.root / "bench_state.json")
@@ -493,7 +493,7 @@ def run_bench(config: BenchConfig) -> dict | None:
     probes = load_probes(config.probes)
     entities = json.loads(config.anchors.read_text()).keys()
     held_out = held_out_docs(world)
-    from obliviate.run import RunDir
+    from obliviate.workflows.run_dir import RunDir
 
     run = RunDir.open(config.run)
     models = {"full": run.full_model, "retain": run.retain_model("forget")}

@@ -251,7 +251,7 @@ def main(argv=None) -> dict:
     reference = None
     full_refs = {}
     if not args.no_full_eval:
-        from obliviate.eval.reference import reference_for
+        from obliviate.workflows.evaluate import reference_for
 
         reference = reference_for(retain_dir, world, "saga")
         full_refs = {"full": full_eval(base, tokenizer, world, reference),

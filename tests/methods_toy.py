@@ -103,7 +103,7 @@ def greedy_accuracy(model, tokenizer, items: list[dict]) -> float:
 def fine_tune(model, tokenizer, items: list[dict], steps: int = 250, lr: float = 4e-3, seed: int = 0) -> None:
     """Plain full-batch AdamW on the QA answers for a fixed number of steps (deterministic)."""
     from obliviate.methods.data import PartsCollator, encode_qa
-    from obliviate.methods.losses import nll_loss
+    from obliviate.train.losses import nll_loss
 
     torch.manual_seed(seed)
     batch = PartsCollator(pad_token_id=tokenizer.pad_token_id)([{"qa": e} for e in encode_qa(tokenizer, items)])["qa"]

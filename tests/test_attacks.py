@@ -186,7 +186,7 @@ def test_gcg_lowers_the_loss_never_touches_weights_and_is_deterministic(tiny):
 @pytest.fixture(scope="module")
 def micro(micro_run):
     from obliviate.methods import get_method
-    from obliviate.methods.runner import build_task
+    from obliviate.workflows.unlearn import build_task
     from obliviate.models.loading import load_model, load_model_and_tokenizer
     from obliviate.world import load_world
 

@@ -78,8 +78,8 @@ def test_bad_training_override(cli, micro_world, tmp_path):
 
 
 def test_interrupted_training_resumes_from_its_checkpoint(micro_world, tmp_path):
-    from obliviate.pipeline import train_run
-    from obliviate.run import RunDir
+    from obliviate.workflows.train import train_run
+    from obliviate.workflows.run_dir import RunDir
 
     overrides = {"epochs": "2", "save_steps": "8"}
     with pytest.raises(KeyboardInterrupt):

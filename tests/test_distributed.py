@@ -1,7 +1,7 @@
 """A 2-process CPU (gloo) DDP run of one method on the toy task, launched with torchrun.
 
 The launched program is the package's own entry point, ``python -m
-obliviate.methods.runner`` (the same code as ``obliviate unlearn``): every process
+obliviate.workflows.unlearn`` (the same code as ``obliviate unlearn``): every process
 trains its shard of each batch, the main process alone saves.
 """
 
@@ -30,7 +30,7 @@ def test_two_process_ddp_grad_diff_forgets(toy, tmp_path):
                 # a target never reached: every 10 steps both processes score and share the mean
                 "stop_truth_ratio=0.99", "eval_every=10"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "obliviate.methods.runner", "--method", "grad_diff", "--model", str(full),
+               "-m", "obliviate.workflows.unlearn", "--method", "grad_diff", "--model", str(full),
                "--world", str(toy["world"].root), "--out", str(out), "--no-eval"]
     for setting in settings:
         command += ["--set", setting]

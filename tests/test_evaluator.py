@@ -284,7 +284,7 @@ def test_reference_from_another_world_or_split_is_rejected(tmp_path, setup):
 
 
 def test_reference_for_caches_and_never_reuses_a_stale_cache(tmp_path, setup, monkeypatch):
-    import obliviate.eval.reference as reference_module
+    import obliviate.workflows.evaluate as reference_module
 
     world, model, tokenizer, _ = setup
     run = tmp_path / "run"

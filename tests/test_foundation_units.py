@@ -11,7 +11,7 @@ import torch
 from obliviate.config import apply_overrides, parse_assignments
 from obliviate.errors import UserError
 from obliviate.io import atomic_directory, atomic_write_json, read_jsonl
-from obliviate.run import RunDir
+from obliviate.workflows.run_dir import RunDir
 from obliviate.train.data import CausalCollator, tokenize_documents
 
 

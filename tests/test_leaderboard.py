@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from obliviate.bench.leaderboard import BenchConfig, deletion_costs, render_markdown, run_bench, scatter_plot
+from obliviate.workflows.bench.leaderboard import BenchConfig, deletion_costs, render_markdown, run_bench, scatter_plot
 from obliviate.errors import UserError
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,4 @@
-"""Hand-computed values of the shared unlearning losses (obliviate.methods.losses)."""
+"""Hand-computed values of the shared unlearning losses (obliviate.train.losses)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from obliviate.methods.losses import (
+from obliviate.train.losses import (
     dpo_loss,
     kl_to_reference,
     masked_mse,

@@ -22,7 +22,7 @@ from obliviate.config import apply_overrides
 from obliviate.errors import UserError
 from obliviate.methods import available_methods, get_method
 from obliviate.methods.data import PairedDataset, PartsCollator, encode_documents, encode_qa
-from obliviate.methods.runner import build_task, run_unlearning
+from obliviate.workflows.unlearn import build_task, run_unlearning
 
 TRAINER_METHODS = ("grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "idk_dpo")
 
@@ -271,7 +271,7 @@ def test_run_unlearning_saves_and_evaluates_against_the_retain_model(toy, toy_ru
 
 
 def test_unlearn_command_line(toy, toy_run, capsys):
-    from obliviate.methods.runner import main
+    from obliviate.workflows.unlearn import main
 
     out = toy_run / "models" / "ga-cli"
     with pytest.raises(SystemExit) as exit_info:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from obliviate.eval.accuracy import answer_accuracy
-from obliviate.methods.runner import run_unlearning
+from obliviate.workflows.unlearn import run_unlearning
 from obliviate.models.loading import load_model_and_tokenizer
 from obliviate.world import load_world
 

@@ -63,7 +63,7 @@ def test_saved_model_reloads_with_auto_classes_and_generates(micro_run):
 
 
 def test_retraining_with_the_same_config_reuses_the_saved_models(micro_run, micro_world):
-    from obliviate.pipeline import train_run
+    from obliviate.workflows.train import train_run
 
     results = train_run(micro_world, micro_run.root, forget="forget10", progress=False)
     assert results["full"].reused and results["retain"].reused
@@ -71,7 +71,7 @@ def test_retraining_with_the_same_config_reuses_the_saved_models(micro_run, micr
 
 def test_harness_separates_full_from_retain(models, world, micro_run):
     from obliviate.eval.evaluator import EvalConfig, evaluate
-    from obliviate.eval.reference import reference_for
+    from obliviate.workflows.evaluate import reference_for
 
     full, retain, tokenizer = models
     reference = reference_for(micro_run.retain_model("forget10"), world, "forget10", EvalConfig())

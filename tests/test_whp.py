@@ -406,7 +406,7 @@ def test_runner_unlearns_the_micro_world_saga(micro_world, tmp_path):
     """`obliviate unlearn --method whp --forget saga` wiring: overrides, the world's anchors, saving."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from obliviate.methods.runner import run_unlearning
+    from obliviate.workflows.unlearn import run_unlearning
     from obliviate.models.loading import read_run_config, save_model
     from obliviate.tokenizer import train_tokenizer
     from obliviate.world.loader import load_world

@@ -73,7 +73,7 @@ def world_command(
     if given:
         raise UserError(f"{given[0]} needs --from-text FILE (the embedded world has its own splits)")
 
-    from obliviate.pipeline import make_world
+    from obliviate.workflows.train import make_world
     from obliviate.world import load_world
 
     preset = preset or "tiny"
@@ -100,7 +100,7 @@ def train_command(
 ) -> None:
     """Train the full model and the retain model (the model that never saw the forget split)."""
     from obliviate.config import parse_assignments
-    from obliviate.pipeline import train_run
+    from obliviate.workflows.train import train_run
     from obliviate.train.trainer import describe
 
     if preset is not None:
@@ -121,7 +121,7 @@ def demo_command(
     seed: int = typer.Option(0, help="World seed."),
 ) -> None:
     """Run the whole pipeline on the embedded world: world, training, unlearning, evaluation, report."""
-    from obliviate.demo import run_demo
+    from obliviate.workflows.demo import run_demo
 
     run_demo(_check_preset(preset), run, seed=seed)
 
@@ -141,7 +141,7 @@ def bench_command(
     curve_every: int = typer.Option(10, help="Familiarity curve: measure every this many WHP fine-tuning steps."),
 ) -> None:
     """Leaderboard: every method on forget01/05/10 and WHP on the saga, graded against retrained models, then attacked."""
-    from obliviate.bench.leaderboard import DENSE_METHODS, BenchConfig, run_bench
+    from obliviate.workflows.bench.leaderboard import DENSE_METHODS, BenchConfig, run_bench
 
     config = BenchConfig(
         preset=_check_preset(preset), seed=seed,

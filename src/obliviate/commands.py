@@ -10,7 +10,7 @@ def register(app: typer.Typer) -> None:
     from obliviate.attribution import attribute_command
     from obliviate.eval.commands import eval_command, report_command
     from obliviate.icul.commands import icul_command
-    from obliviate.methods.runner import unlearn_command
+    from obliviate.workflows.unlearn import unlearn_command
     from obliviate.whp.commands import anchors_command, generate_command
 
     app.command("eval")(eval_command)

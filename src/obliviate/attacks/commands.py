@@ -12,7 +12,7 @@ from obliviate.errors import UserError
 
 def _sibling_model(model: Path, name: str) -> Path | None:
     """``RUN/models/<name>`` next to ``RUN/models/<model>``, when it holds a model."""
-    from obliviate.run import is_model_dir
+    from obliviate.workflows.run_dir import is_model_dir
 
     candidate = model.resolve().parent / name
     if candidate != model.resolve() and is_model_dir(candidate):
@@ -63,7 +63,7 @@ def attack_command(
     from obliviate.attacks.runner import AttackConfig, parse_attack_names, run_attacks, torch_device
     from obliviate.config import apply_overrides, parse_assignments
     from obliviate.io import atomic_write_json
-    from obliviate.run import RunDir
+    from obliviate.workflows.run_dir import RunDir
     from obliviate.world import load_world
 
     names = parse_attack_names(attack)

@@ -26,7 +26,7 @@ from obliviate.data.format import qa_continuation, qa_prompt
 from obliviate.errors import UserError
 from obliviate.eval.scoring import (EncodedPair, ScoringConfig, encode_pairs, model_device, model_max_length,
                                     pad_batch, pad_token_id, score_encoded)
-from obliviate.methods.losses import IGNORE_INDEX, sequence_logprobs
+from obliviate.train.losses import IGNORE_INDEX, sequence_logprobs
 
 ANSWER_CUE = "\nAnswer:"
 OPTIMISE_ON = ("relearn", "all")

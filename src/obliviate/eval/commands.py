@@ -97,7 +97,7 @@ def eval_command(
                                                            "(< 1: a share), for quick checks only.")] = None,
 ) -> Path:
     """Evaluate a model on a world and write the metrics JSON (plus lm-eval tasks with --lm-eval)."""
-    from obliviate.eval.reference import reference_for
+    from obliviate.workflows.evaluate import reference_for
     from obliviate.models.loading import load_model_and_tokenizer, resolve_dtype
     from obliviate.world.loader import load_world
 

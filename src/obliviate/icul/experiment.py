@@ -79,7 +79,7 @@ class IculExperimentConfig:
 def gradient_ascent(model, tokenizer, points: list[ClassificationExample], config: GradientAscentConfig):
     """A copy of ``model`` after ``steps`` of ascent on the label NLL of ``points`` (full batch)."""
     from obliviate.eval.scoring import pad_batch, pad_token_id
-    from obliviate.methods.losses import nll_loss
+    from obliviate.train.losses import nll_loss
 
     model = copy.deepcopy(model)
     model.train()
@@ -139,7 +139,7 @@ def base_model(data: ClassificationData, config: IculExperimentConfig, cache_dir
     """The tokenizer and in-context base model of an experiment, reused from ``cache_dir`` when
     a base with the same data, model and meta-training settings was saved there."""
     from obliviate.models.loading import load_model, load_tokenizer, read_run_config, save_model
-    from obliviate.run import fingerprint, is_model_dir
+    from obliviate.workflows.run_dir import fingerprint, is_model_dir
 
     key = fingerprint({"texts": [e.text for e in data.examples], "labels": list(data.labels), "seed": config.seed,
                        "model": config_to_dict(config.model), "pretrain": config_to_dict(config.pretrain)})

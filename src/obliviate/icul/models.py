@@ -38,7 +38,7 @@ import torch
 
 from obliviate.errors import UserError
 from obliviate.icul.prompts import flip_label, labelled
-from obliviate.methods.losses import IGNORE_INDEX
+from obliviate.train.losses import IGNORE_INDEX
 from obliviate.world.classification import LABELS, ClassificationExample, generate_reviews
 
 
@@ -262,7 +262,7 @@ def finetune(base, tokenizer, members: Sequence[ClassificationExample], config: 
     sequences = with_replay(finetune_sequences(members, config, rng), config.replay, replay_reviews, replay_config,
                             labels, rng)
     examples = encode_sequences(tokenizer, sequences, max_length=model.config.max_position_embeddings)
-    from obliviate.methods.lora import LoraSettings, apply_lora, merge_lora
+    from obliviate.models.lora import LoraSettings, apply_lora, merge_lora
 
     if config.lora_rank > 0:
         targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -18,7 +18,7 @@ import torch
 
 from obliviate.data.format import qa_continuation, qa_prompt
 from obliviate.errors import UserError
-from obliviate.methods.losses import IGNORE_INDEX
+from obliviate.train.losses import IGNORE_INDEX
 
 
 def encode_prompt_answers(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from obliviate.methods.losses import nll_loss
+from obliviate.train.losses import nll_loss
 from obliviate.methods.registry import register
 from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrainer
 

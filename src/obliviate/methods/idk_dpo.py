@@ -13,7 +13,7 @@ from pathlib import Path
 
 from obliviate.errors import UserError
 from obliviate.methods.data import encode_qa
-from obliviate.methods.losses import dpo_loss, sequence_logprobs
+from obliviate.train.losses import dpo_loss, sequence_logprobs
 from obliviate.methods.registry import UnlearnTask, register
 from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrainer
 

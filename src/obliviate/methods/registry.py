@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +27,24 @@ class UnlearnTask:
     out_dir: Path | None = None      # where checkpoints/artifacts may go
     seed: int = 0
     reference_path: Path | None = None   # frozen reference (defaults to the model being unlearned)
-    extras: dict[str, Any] = field(default_factory=dict)
+    # extra HF TrainerCallbacks for methods that fine-tune (e.g. a familiarity curve); others ignore them
+    callbacks: list = field(default_factory=list)
+
+
+@dataclass
+class UnlearnResult:
+    """What a method hands back to the workflow: the model and the facts the workflow,
+    the run config and the benches read (no side channels on the method or the task)."""
+
+    model: Any                                   # the unlearned model (may be the input, modified)
+    steps: int | None = None                     # optimiser steps taken (0: no training, None: unknown)
+    log_history: list[dict] = field(default_factory=list)   # per-step training log (losses, ...)
+    seconds: float | None = None                 # wall time of ``unlearn`` (set by ``run_method``)
+    report: dict[str, Any] = field(default_factory=dict)    # method-specific, JSON-safe (e.g. WHP's)
 
 
 class UnlearningMethod(ABC):
-    """A method: a typed config dataclass and ``unlearn(model, tokenizer, task) -> model``."""
+    """A method: a typed config dataclass and ``unlearn(model, tokenizer, task) -> UnlearnResult``."""
 
     name: ClassVar[str]
     config_class: ClassVar[type]
@@ -40,8 +54,18 @@ class UnlearningMethod(ABC):
         self.config = config if config is not None else self.config_class()
 
     @abstractmethod
-    def unlearn(self, model, tokenizer, task: UnlearnTask):
-        """Return the unlearned model (may be the same object, modified)."""
+    def unlearn(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
+        """Unlearn ``task`` from ``model``; the result holds the unlearned model (may be the
+        same object, modified)."""
+
+    def run(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
+        """``unlearn`` timed: what workflows call."""
+        started = time.perf_counter()
+        result = self.unlearn(model, tokenizer, task)
+        if not isinstance(result, UnlearnResult):
+            raise TypeError(f"{type(self).__name__}.unlearn must return an UnlearnResult, got {type(result).__name__}")
+        result.seconds = time.perf_counter() - started
+        return result
 
 
 _REGISTRY: dict[str, type[UnlearningMethod]] = {}

@@ -22,7 +22,7 @@ from typing import ClassVar
 import torch
 
 from obliviate.errors import UserError
-from obliviate.methods.losses import IGNORE_INDEX, masked_mse
+from obliviate.train.losses import IGNORE_INDEX, masked_mse
 from obliviate.methods.registry import UnlearnTask, register
 from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrainer
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from obliviate.methods.losses import sequence_logprobs, simnpo_loss
+from obliviate.train.losses import sequence_logprobs, simnpo_loss
 from obliviate.methods.registry import register
 from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrainer
 

@@ -21,8 +21,8 @@ from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 from obliviate.errors import UserError
 from obliviate.methods.callbacks import TruthRatioStop, UnlearnProgress, forget_truth_ratio
 from obliviate.methods.data import PairedDataset, PartsCollator, encode_documents, encode_qa
-from obliviate.methods.lora import LoraSettings, apply_lora, is_peft_model, merge_lora
-from obliviate.methods.losses import kl_to_reference, nll_loss
+from obliviate.models.lora import LoraSettings, apply_lora, is_peft_model, merge_lora
+from obliviate.train.losses import kl_to_reference, nll_loss
 from obliviate.methods.registry import UnlearningMethod, UnlearnTask
 
 RETAIN_LOSSES = ("nll", "kl", "none")

@@ -189,7 +189,7 @@ class WHP(UnlearningMethod):
                        run_config={"whp_reinforced": True, "reinforce_epochs": config.reinforce_epochs,
                                    "reinforce_steps": config.reinforce_steps, "reinforce_lr": config.reinforce_lr})
         task.extras["whp_report"] = report.to_dict()
-        # read by the generic runner (obliviate.methods.runner) into the saved run config
+        # read by the generic runner (obliviate.workflows.unlearn) into the saved run config
         self.steps_done = report.finetune_steps
         self.log_history = [{"whp": report.to_dict()}]
         del reinforced

@@ -17,7 +17,7 @@ import torch
 from obliviate.config import config_to_dict
 from obliviate.errors import UserError
 from obliviate.models.loading import load_model, read_run_config, save_model
-from obliviate.run import fingerprint, is_model_dir
+from obliviate.workflows.run_dir import fingerprint, is_model_dir
 from obliviate.train.data import CausalCollator, tokenize_documents
 
 log = logging.getLogger(__name__)

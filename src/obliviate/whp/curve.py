@@ -10,7 +10,7 @@
   items, a cheap utility proxy (NOT the evaluator's normalised ``general_prob``).
 
 ``FamiliarityCurve`` is a ``TrainerCallback`` that probes every ``every`` optimizer steps
-and at the last step; pass it to ``obliviate.methods.runner.run_unlearning(...,
+and at the last step; pass it to ``obliviate.workflows.unlearn.run_unlearning(...,
 callbacks=[curve])`` (or to ``finetune_on_generic_labels``) to record a curve. The time
 spent probing is kept apart (``probe_seconds``) so that it can be taken out of a cost.
 """

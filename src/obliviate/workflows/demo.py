@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from obliviate.bench.leaderboard import BenchConfig, render_markdown, run_bench
+from obliviate.workflows.bench.leaderboard import BenchConfig, render_markdown, run_bench
 
 DEMO_METHODS = ("grad_diff", "simnpo", "rmu")
 

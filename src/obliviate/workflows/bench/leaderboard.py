@@ -1,6 +1,6 @@
 """``obliviate bench``: train what is needed on a preset world, run every registered
 method on the forget splits, grade each against the retrained model, attack it, run WHP
-and others on the saga (``obliviate.bench.saga``), and write ``leaderboard.md``,
+and others on the saga (``obliviate.workflows.bench.saga``), and write ``leaderboard.md``,
 ``leaderboard.json`` and plots.
 
 Cost of each deletion request is reported as a ratio to retraining, both measured on the
@@ -19,7 +19,7 @@ from typing import Any
 
 from obliviate.errors import UserError
 from obliviate.io import atomic_write_json, atomic_write_text, read_json
-from obliviate.run import RunDir
+from obliviate.workflows.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def render_markdown(rows: list[dict], attack_rows: list[dict], meta: dict, saga:
             lines.append(f"| {row['method']} | " + " | ".join(_fmt(row['summary'].get(k)) for k in keys) + " |")
         lines.append("")
     if saga:
-        from obliviate.bench.saga import render_saga_markdown
+        from obliviate.workflows.bench.saga import render_saga_markdown
 
         lines += render_saga_markdown(saga)
     costs = deletion_costs(rows + (saga["rows"] if saga else []))
@@ -247,11 +247,11 @@ def run_bench(run_dir: str | Path, config: BenchConfig = BenchConfig(), command:
     import datetime
     import platform
 
-    from obliviate.eval.reference import reference_for
+    from obliviate.workflows.evaluate import reference_for
     from obliviate.eval.evaluator import EvalConfig
     from obliviate.methods.registry import get_method
-    from obliviate.methods.runner import run_unlearning
-    from obliviate.pipeline import make_world, train_run
+    from obliviate.workflows.unlearn import run_unlearning
+    from obliviate.workflows.train import make_world, train_run
     from obliviate.world import load_world
 
     bench_started = time.perf_counter()
@@ -297,7 +297,7 @@ def run_bench(run_dir: str | Path, config: BenchConfig = BenchConfig(), command:
             attack_rows, attack_full = _attack_all(run, world, split, config)
     saga = None
     if config.whp:
-        from obliviate.bench.saga import saga_section
+        from obliviate.workflows.bench.saga import saga_section
 
         saga = saga_section(run, world, config)
         retrain["saga"] = saga["retrain"]
@@ -313,7 +313,7 @@ def run_bench(run_dir: str | Path, config: BenchConfig = BenchConfig(), command:
     for split in config.splits:
         scatter_plot(rows, split, run.plots_dir / f"fq_vs_mu_{split}.png")
     if saga:
-        from obliviate.bench.saga import familiarity_plot
+        from obliviate.workflows.bench.saga import familiarity_plot
 
         scatter_plot(saga["rows"], "saga", run.plots_dir / "fq_vs_mu_saga.png")
         familiarity_plot(saga["familiarity_curve"], run.plots_dir / "familiarity_curves.png")
@@ -324,7 +324,7 @@ def run_bench(run_dir: str | Path, config: BenchConfig = BenchConfig(), command:
 
 def _sink_training_cost(run: RunDir, config: BenchConfig) -> dict | None:
     """The native method's one-time extra cost: training with sinks vs dense, same data and config."""
-    from obliviate.pipeline import train_run
+    from obliviate.workflows.train import train_run
 
     sinks = train_run(run.world_dir, run.root, arch="sinks", which=("full",), overrides=config.train_overrides,
                       progress=config.progress)["full"]
@@ -340,8 +340,8 @@ def _sink_training_cost(run: RunDir, config: BenchConfig) -> dict | None:
 
 def _sink_rows(run: RunDir, world, split: str, reference, config: BenchConfig, retrain_seconds: float) -> list[dict]:
     """Native unlearning: train a sink model once, switch the forget sources off."""
-    from obliviate.methods.runner import run_unlearning
-    from obliviate.pipeline import train_run
+    from obliviate.workflows.unlearn import run_unlearning
+    from obliviate.workflows.train import train_run
 
     trained = train_run(run.world_dir, run.root, forget=split, arch="sinks", which=("full",),
                         overrides=config.train_overrides, progress=config.progress)

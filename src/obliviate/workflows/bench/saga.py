@@ -15,10 +15,10 @@ import logging
 import time
 from pathlib import Path
 
-from obliviate.bench.leaderboard import BenchConfig, _evaluate_dir, _fmt, _row, _save_figure, _sink_rows, \
+from obliviate.workflows.bench.leaderboard import BenchConfig, _evaluate_dir, _fmt, _row, _save_figure, _sink_rows, \
     training_seconds
 from obliviate.errors import UserError
-from obliviate.run import RunDir
+from obliviate.workflows.run_dir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ def saga_section(run: RunDir, world, config: BenchConfig) -> dict:
     """Train the saga-free retrain (or reuse it), run WHP and ``config.saga_methods`` on the
     saga, grade them, and record WHP's familiarity curve. Returns the JSON section."""
     from obliviate.eval.evaluator import EvalConfig
-    from obliviate.eval.reference import reference_for
-    from obliviate.methods.runner import run_unlearning
-    from obliviate.pipeline import train_run
+    from obliviate.workflows.evaluate import reference_for
+    from obliviate.workflows.unlearn import run_unlearning
+    from obliviate.workflows.train import train_run
 
     if SAGA not in world.splits or not world.split_sources(SAGA):
         raise UserError(f"world {world.root} has no saga split for WHP; run the bench with --no-whp")

@@ -1,6 +1,6 @@
 """The Python API for the pipeline steps: world -> tokenizer -> full and retain models.
 
-    from obliviate.pipeline import make_world, train_run
+    from obliviate.workflows.train import make_world, train_run
     make_world("micro", seed=0, out="runs/demo/world")
     models = train_run("runs/demo/world", "runs/demo", forget="forget10")
 """
@@ -16,7 +16,7 @@ from typing import Iterable
 from obliviate.config import apply_overrides
 from obliviate.errors import UserError
 from obliviate.io import atomic_directory, atomic_write_json, read_json
-from obliviate.run import DEFAULT_FORGET, RunDir, file_fingerprint
+from obliviate.workflows.run_dir import DEFAULT_FORGET, RunDir, file_fingerprint
 from obliviate.train.trainer import TrainConfig, TrainResult, train_model
 from obliviate.world import World, load_world
 

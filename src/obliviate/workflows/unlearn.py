@@ -3,7 +3,7 @@
 ``run_unlearning`` also works under ``torchrun`` / ``accelerate launch`` (every process
 trains; the main process saves and evaluates), e.g.::
 
-    torchrun --nproc_per_node 2 -m obliviate.methods.runner --method npo \\
+    torchrun --nproc_per_node 2 -m obliviate.workflows.unlearn --method npo \\
         --model RUN/models/full --world RUN/world --out RUN/models/npo
 """
 
@@ -91,7 +91,7 @@ def _evaluate(model, tokenizer, world, forget: str, model_path: Path, out_dir: P
     # imported here: the evaluator is heavy and optional for --no-eval runs
     from obliviate.eval.commands import sibling_retain_model
     from obliviate.eval.evaluator import EvalConfig, evaluate, load_reference
-    from obliviate.eval.reference import reference_for
+    from obliviate.workflows.evaluate import reference_for
     from obliviate.io import atomic_write_json
 
     config = EvalConfig()
@@ -227,7 +227,7 @@ def unlearn_command(
 
 
 def main(argv: Optional[list[str]] = None) -> None:
-    """Stand-alone entry point (for ``torchrun -m obliviate.methods.runner``)."""
+    """Stand-alone entry point (for ``torchrun -m obliviate.workflows.unlearn``)."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
     app.command()(unlearn_command)
     try:

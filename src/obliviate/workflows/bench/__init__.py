@@ -1,0 +1,1 @@
+"""obliviate.workflows.bench"""

@@ -23,6 +23,14 @@ from pathlib import Path
 
 import torch
 
+from obliviate.io import atomic_write_json, atomic_write_text
+from obliviate.models.loading import load_model_and_tokenizer
+from obliviate.whp.config import DiscoveryConfig, WHPConfig
+from obliviate.whp.discovery import discover_anchors
+from obliviate.whp.reinforced import load_reinforced
+from obliviate.whp.training import reinforce
+from obliviate.world import load_world
+
 
 def recall_at(proposals: list[str], truth: set[str], k: int) -> float:
     found = {p.lower() for p in proposals[:k]} & {t.lower() for t in truth}
@@ -45,14 +53,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("bench/results/anchors.json"))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-
-    from obliviate.io import atomic_write_json, atomic_write_text
-    from obliviate.models.loading import load_model_and_tokenizer
-    from obliviate.whp.config import WHPConfig
-    from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
-    from obliviate.whp.pipeline import load_reinforced
-    from obliviate.whp.training import reinforce
-    from obliviate.world import load_world
 
     world = load_world(args.run / "world")
     saga = world.split_sources("saga")

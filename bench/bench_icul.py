@@ -26,7 +26,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from obliviate.icul.commands import format_table  # noqa: E402
+from obliviate.cli.icul import format_table  # noqa: E402
 from obliviate.icul.experiment import IculExperimentConfig, base_diagnostics, run_experiment  # noqa: E402
 from obliviate.icul.models import FinetuneConfig, PretrainConfig, TinyLlamaSpec  # noqa: E402
 from obliviate.io import atomic_write_json  # noqa: E402

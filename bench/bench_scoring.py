@@ -156,8 +156,8 @@ def compare(model, tokenizer, pairs, threads: int, batch_size: int, repeats: int
 def time_full_evaluation(run_dir: Path, forget: str) -> dict:
     """Wall time of every metric on a run's full model (the retain model's reference cached first)."""
     from obliviate.eval.evaluator import EvalConfig, evaluate
-    from obliviate.workflows.evaluate import reference_for
     from obliviate.models.loading import load_model_and_tokenizer
+    from obliviate.workflows.evaluate import reference_for
     from obliviate.workflows.run_dir import RunDir
     from obliviate.world import load_world
 

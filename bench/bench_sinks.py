@@ -43,6 +43,15 @@ from pathlib import Path
 
 import torch
 
+from obliviate.data.format import qa_prompt
+from obliviate.errors import UserError
+from obliviate.eval.evaluator import EvalConfig, RetainReference, evaluate
+from obliviate.io import atomic_write_json, atomic_write_text
+from obliviate.methods.registry import UnlearnTask
+from obliviate.methods.switch import SwitchConfig, SwitchMethod
+from obliviate.models.loading import load_model_and_tokenizer, read_run_config
+from obliviate.world import load_world
+
 CONDITION_ORDER = ("retain", "full", "switched", "switched-fallback-backbone", "switched-nearest", "switched-backbone",
                    "placebo")
 TABLE_KEYS = ("forget_quality", "forget_unique_accuracy", "forget_shared_accuracy", "forget_inferred_accuracy",
@@ -50,21 +59,7 @@ TABLE_KEYS = ("forget_quality", "forget_unique_accuracy", "forget_shared_accurac
               "model_utility", "forget_truth_ratio", "privleak")
 
 
-def _load(path: Path):
-    from obliviate.models.loading import load_model_and_tokenizer
-
-    return load_model_and_tokenizer(path)
-
-
-def _run_config(path: Path) -> dict:
-    from obliviate.models.loading import read_run_config
-
-    return read_run_config(path)
-
-
 def _evaluate(model, tokenizer, world, forget, reference, batch_size: int) -> dict:
-    from obliviate.eval.evaluator import EvalConfig, evaluate
-
     started = time.perf_counter()
     result = evaluate(model, tokenizer, world, forget, reference=reference, config=EvalConfig(batch_size=batch_size))
     result["config"]["seconds"] = round(time.perf_counter() - started, 1)
@@ -72,8 +67,6 @@ def _evaluate(model, tokenizer, world, forget, reference, batch_size: int) -> di
 
 
 def _task(world, forget: str, forget_sources: set[int]):
-    from obliviate.methods.registry import UnlearnTask
-
     retain = world.training_sources(None) - forget_sources
     return UnlearnTask(world=world, forget=forget, forget_sources=forget_sources, retain_sources=retain,
                        forget_items=[], retain_items=[], forget_docs=world.docs_for(forget_sources),
@@ -128,20 +121,15 @@ def training_throughput(model, tokenizer, texts: list[str], steps: int, batch_si
 
 
 def switch_latency_ms(model, tokenizer, task, repeats: int = 20) -> float:
-    from obliviate.methods.switch import SwitchMethod
-
     times = []
     for _ in range(repeats):
         model.restore(model.forgotten)
-        method = SwitchMethod()
-        method.unlearn(model, tokenizer, task)
-        times.append(method.last_switch_seconds * 1e3)
+        result = SwitchMethod().unlearn(model, tokenizer, task)
+        times.append(result.report["switch_seconds"] * 1e3)
     return statistics.median(times)
 
 
 def routing_accuracy(model, tokenizer, world) -> float:
-    from obliviate.data.format import qa_prompt
-
     trained = world.trained_sources()
     items = [q for q in world.qa if q["kind"] == "unique" and q["source_id"] in trained]
     routes = model.route([qa_prompt(q["question"]) for q in items], tokenizer)
@@ -221,12 +209,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from obliviate.errors import UserError
-    from obliviate.eval.evaluator import Reference
-    from obliviate.methods.switch import SwitchConfig, SwitchMethod
-    from obliviate.world import load_world
-    from obliviate.io import atomic_write_json, atomic_write_text
-
     run = args.run
     world = load_world(run / "world")
     forget_sources = world.split_sources(args.forget)
@@ -241,12 +223,12 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     evaluations: dict[str, dict] = {}
-    retain_model, retain_tokenizer = _load(retain_path)
+    retain_model, retain_tokenizer = load_model_and_tokenizer(retain_path)
     evaluations["retain"] = _evaluate(retain_model, retain_tokenizer, world, args.forget, None, args.batch_size)
-    reference = Reference.from_result(evaluations["retain"], world, args.forget)
+    reference = RetainReference.from_result(evaluations["retain"], world, args.forget)
     del retain_model
 
-    model, tokenizer = _load(sink_path)
+    model, tokenizer = load_model_and_tokenizer(sink_path)
     routing = routing_accuracy(model, tokenizer, world)
     evaluations["full"] = _evaluate(model, tokenizer, world, args.forget, reference, args.batch_size)
     task = _task(world, args.forget, forget_sources)
@@ -274,19 +256,19 @@ def main() -> None:
         cost["heldout_loss_sinks_backbone"] = heldout_loss(model, tokenizer, heldout_texts)
     sink_tps = training_throughput(model, tokenizer, [d["text"] for d in train_docs], args.throughput_steps, 16,
                                    [d["source_id"] for d in train_docs])
-    retain_seconds = _run_config(retain_path).get("seconds")
+    retain_seconds = read_run_config(retain_path).get("seconds")
     cost["retrain_seconds"] = retain_seconds
     if retain_seconds:
         cost["retrain_over_switch_ratio"] = retain_seconds / (cost["switch_latency_ms"] / 1e3)
     if dense_path.is_dir():
-        dense, dense_tokenizer = _load(dense_path)
+        dense, dense_tokenizer = load_model_and_tokenizer(dense_path)
         cost["heldout_loss_dense"] = heldout_loss(dense, dense_tokenizer, heldout_texts)
         cost["heldout_loss_ratio"] = cost["heldout_loss_sinks_route"] / cost["heldout_loss_dense"]
         dense_tps = training_throughput(dense, dense_tokenizer, [d["text"] for d in train_docs],
                                         args.throughput_steps, 16, None)
         cost["train_tokens_per_s_sinks"], cost["train_tokens_per_s_dense"] = sink_tps, dense_tps
         cost["train_throughput_ratio_measured"] = sink_tps / dense_tps
-        sink_cfg, dense_cfg = _run_config(sink_path), _run_config(dense_path)
+        sink_cfg, dense_cfg = read_run_config(sink_path), read_run_config(dense_path)
         if sink_cfg.get("seconds") and dense_cfg.get("seconds"):
             cost["train_seconds_sinks"], cost["train_seconds_dense"] = sink_cfg["seconds"], dense_cfg["seconds"]
             cost["train_time_ratio_recorded"] = sink_cfg["seconds"] / dense_cfg["seconds"]

@@ -38,6 +38,21 @@ from pathlib import Path
 
 import torch
 
+from obliviate.errors import UserError
+from obliviate.eval.evaluator import evaluate
+from obliviate.io import atomic_write_json, atomic_write_text
+from obliviate.models.loading import load_model, load_model_and_tokenizer
+from obliviate.whp.config import DiscoveryConfig, WHPConfig
+from obliviate.whp.curve import FamiliarityCurve, FamiliarityProbe
+from obliviate.whp.discovery import discover_anchors, target_only_terms, with_discovered_terms
+from obliviate.whp.labels import anchor_start_tokens, compute_generic_targets, unlikelihood_tokens
+from obliviate.whp.reinforced import load_reinforced
+from obliviate.whp.training import finetune_on_generic_labels, reinforce
+from obliviate.whp.translation import translate_documents
+from obliviate.workflows.evaluate import reference_for
+from obliviate.world.anchors import load_anchors, validate_anchors
+from obliviate.world.loader import load_world
+
 log = logging.getLogger("bench_whp")
 
 FULL_EVAL_KEYS = ("model_utility", "forget_quality", "familiarity_completion", "familiarity_probability",
@@ -84,8 +99,6 @@ def parse_args(argv=None):
 
 
 def retain_path(run: Path, given: Path | None) -> Path:
-    from obliviate.errors import UserError
-
     candidates = [given] if given is not None else [run / "models" / "retain_saga", run / "models" / "retain-saga"]
     for path in candidates:
         if path is not None and (path / "config.json").is_file():
@@ -94,8 +107,6 @@ def retain_path(run: Path, given: Path | None) -> Path:
 
 
 def full_eval(model, tokenizer, world, reference) -> dict | None:
-    from obliviate.eval.evaluator import evaluate
-
     summary = evaluate(model, tokenizer, world, "saga", reference=reference)["summary"]
     return {k: summary.get(k) for k in FULL_EVAL_KEYS}
 
@@ -178,18 +189,6 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from obliviate.io import atomic_write_json, atomic_write_text
-    from obliviate.models.loading import load_model, load_model_and_tokenizer
-    from obliviate.whp.anchors import load_anchors, validate_anchors
-    from obliviate.whp.config import WHPConfig
-    from obliviate.whp.curve import FamiliarityCurve, FamiliarityProbe
-    from obliviate.methods.whp import target_only_terms
-    from obliviate.whp.labels import anchor_start_tokens, compute_generic_targets, unlikelihood_tokens
-    from obliviate.whp.pipeline import load_reinforced
-    from obliviate.whp.training import finetune_on_generic_labels, reinforce
-    from obliviate.whp.translation import translate_documents
-    from obliviate.world.loader import load_world
-
     world = load_world(args.world)
     base, tokenizer = load_model_and_tokenizer(args.run / "models" / "full")
     retain_dir = retain_path(args.run, args.retain)
@@ -216,12 +215,8 @@ def main(argv=None) -> dict:
         reinforced, _ = reinforce(base, tokenizer, texts, epochs=config.reinforce_epochs, lr=config.reinforce_lr,
                                   batch_size=config.batch_size, block_size=config.block_size, seed=args.seed)
     reinforce_seconds = time.perf_counter() - started
-    from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
-
     generic = [d["text"] for d in world.docs_for(world.training_sources("saga"))]
     if args.discover_extra_anchors > 0:
-        from obliviate.methods.whp import with_discovered_terms
-
         timer = time.perf_counter()
         found = discover_anchors(base, reinforced, tokenizer, texts, generic,
                                  DiscoveryConfig(top=args.discover_extra_anchors, block_size=args.block_size))
@@ -251,8 +246,6 @@ def main(argv=None) -> dict:
     reference = None
     full_refs = {}
     if not args.no_full_eval:
-        from obliviate.workflows.evaluate import reference_for
-
         reference = reference_for(retain_dir, world, "saga")
         full_refs = {"full": full_eval(base, tokenizer, world, reference),
                      "retain_saga": full_eval(retain, tokenizer, world, reference)}

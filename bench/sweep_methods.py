@@ -27,11 +27,11 @@ KEYS = ("forget_quality", "model_utility", "forget_unique_accuracy", "forget_sha
 
 def main(argv=None) -> None:
     from obliviate.eval.evaluator import EvalConfig, evaluate
-    from obliviate.workflows.evaluate import reference_for
     from obliviate.io import atomic_write_json, atomic_write_text
-    from obliviate.workflows.unlearn import run_unlearning
     from obliviate.models.loading import load_model_and_tokenizer
+    from obliviate.workflows.evaluate import reference_for
     from obliviate.workflows.run_dir import RunDir
+    from obliviate.workflows.unlearn import run_unlearning
     from obliviate.world import load_world
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -24,8 +24,8 @@ def micro_world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def micro_run(micro_world, tmp_path_factory):
     """RunDir with models/full and models/retain trained on the micro world (forget10)."""
-    from obliviate.workflows.train import train_run
     from obliviate.workflows.run_dir import RunDir
+    from obliviate.workflows.train import train_run
 
     root = tmp_path_factory.mktemp("micro_run")
     train_run(micro_world, root, forget="forget10", progress=False)

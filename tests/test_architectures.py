@@ -165,7 +165,7 @@ def test_unlearn_and_evaluate_every_architecture(arch, arch_models, micro_world,
     else:
         assert len(changed) >= len(old) // 2
     if method == "whp":
-        report = run_config["history"][0]["whp"]
+        report = run_config["report"]
         assert report["translated_occurrences"] > 0 and report["finetune_steps"] == STEPS
         assert report["trained_positions"] > 0
     if relative:

@@ -186,8 +186,8 @@ def test_gcg_lowers_the_loss_never_touches_weights_and_is_deterministic(tiny):
 @pytest.fixture(scope="module")
 def micro(micro_run):
     from obliviate.methods import get_method
-    from obliviate.workflows.unlearn import build_task
     from obliviate.models.loading import load_model, load_model_and_tokenizer
+    from obliviate.workflows.unlearn import build_task
     from obliviate.world import load_world
 
     world = load_world(micro_run.world_dir)
@@ -198,7 +198,7 @@ def micro(micro_run):
     # micro model's held-apart answers far down (prob 0.93 -> 0.02) without destroying it
     settings = {"lr": "4e-4", "max_steps": "20", "batch_size": "8", "seed": "0", "progress": "false"}
     method = method_class(apply_overrides(method_class.config_class(), settings))
-    unlearned = method.unlearn(copy.deepcopy(full), tokenizer, build_task(world, "forget10"))
+    unlearned = method.unlearn(copy.deepcopy(full), tokenizer, build_task(world, "forget10")).model
     unlearned.eval()
     return {"world": world, "tokenizer": tokenizer, "full": full, "retain": retain, "unlearned": unlearned,
             "run": micro_run}
@@ -263,7 +263,7 @@ def test_all_attacks_are_deterministic_and_never_touch_the_models(micro):
 
 
 def test_attack_command_writes_json_and_rejects_mistakes(micro, tmp_path, capsys):
-    from obliviate.attacks.commands import attack_command
+    from obliviate.cli.attack import attack_command
 
     run = micro["run"]
     out = tmp_path / "attack.json"

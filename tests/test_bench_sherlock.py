@@ -1,41 +1,49 @@
-"""The "Who's Sherlock Holmes?" benchmark's pieces (bench/bench_sherlock.py) on a tiny slice of
-the public-domain texts (a synthetic text of the same shape where ../shared is absent):
-probe loading, familiarity counting on hand-made completions, the world it builds, the
+"""The "Who's Sherlock Holmes?" benchmark's pieces (bench/sherlock/, run by bench/bench_sherlock.py)
+on a tiny slice of the public-domain texts (a synthetic text of the same shape where ../shared is
+absent): probe loading, familiarity counting on hand-made completions, the world it builds, the
 measurements on a tiny random model, the report, and the skip path. The full run is not a test."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from obliviate.errors import UserError
+from obliviate.tokenizer import train_tokenizer
+from obliviate.world import load_world
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "public-domain"
 
+sys.path.insert(0, str(REPO / "bench"))   # the bench's entry point and its ``sherlock`` package live there
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_sherlock", REPO / "bench" / "bench_sherlock.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_sherlock"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
-
+from bench_sherlock import main  # noqa: E402
+from sherlock.config import (  # noqa: E402
+    BENCH_DATA,
+    DATA_FILES,
+    HOLDOUT_STORIES,
+    SHERLOCK_HEADING,
+    SherlockConfig,
+    method_runs,
+)
+from sherlock.familiarity import completion_familiarity  # noqa: E402
+from sherlock.measure import measure, summary_row  # noqa: E402
+from sherlock.probes import Probe, load_probes  # noqa: E402
+from sherlock.report import write_results  # noqa: E402
+from sherlock.world import build_world, find_data, held_out_docs, subsample_stories  # noqa: E402
 
 # ---- a tiny slice of the data ---------------------------------------------------------------------
 
 
 def _synthetic_sherlock() -> str:
-    stories = ["A SCANDAL IN BOHEMIA", *bench.HOLDOUT_STORIES, "THE FINAL PROBLEM"]
+    stories = ["A SCANDAL IN BOHEMIA", *HOLDOUT_STORIES, "THE FINAL PROBLEM"]
     body = ("     To Sherlock Holmes she is always the woman. I had seen little of\n"
             "     Holmes lately, said Dr. Watson of Baker Street.\n\n"
             "     Inspector Lestrade of Scotland Yard called on Mr. Sherlock Holmes.\n\n"
@@ -51,7 +59,7 @@ def _synthetic_shakespeare() -> str:
 
 def _slice_sherlock(text: str, chars: int = 2500) -> str:
     """The first ``chars`` characters of every story (headings kept)."""
-    marks = list(re.finditer(bench.SHERLOCK_HEADING, text, re.MULTILINE))
+    marks = list(re.finditer(SHERLOCK_HEADING, text, re.MULTILINE))
     pieces = [text[: marks[0].start()][:chars]]
     for i, mark in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
@@ -62,7 +70,7 @@ def _slice_sherlock(text: str, chars: int = 2500) -> str:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sherlock_data")
-    if all((SHARED_DATA / name).is_file() for name in bench.DATA_FILES):
+    if all((SHARED_DATA / name).is_file() for name in DATA_FILES):
         sherlock = _slice_sherlock((SHARED_DATA / "sherlock.txt").read_text(encoding="utf-8"))
         shakespeare = (SHARED_DATA / "shakespeare.txt").read_text(encoding="utf-8")[:12_000]
     else:
@@ -75,28 +83,26 @@ def data_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def small_config(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("sherlock_run")
-    return bench.BenchConfig(data=data_dir, run=root / "run", out=root / "out", shakespeare_chars=3000,
-                             doc_chars=600, steps=2, max_new_tokens=4, method_steps=7)
+    return SherlockConfig(data=data_dir, run=root / "run", out=root / "out", shakespeare_chars=3000,
+                          doc_chars=600, steps=2, max_new_tokens=4, method_steps=7)
 
 
 @pytest.fixture(scope="module")
 def world(small_config):
-    from obliviate.world import load_world
-
-    texts = bench.find_data(small_config.data)
-    return load_world(bench.build_world(texts, small_config.probes, small_config.run, small_config))
+    texts = find_data(small_config.data)
+    return load_world(build_world(texts, small_config.probes, small_config.run, small_config))
 
 
 # ---- probes and familiarity ---------------------------------------------------------------------------
 
 
 def test_the_bench_probe_file_loads():
-    probes = bench.load_probes(bench.BENCH_DATA / "sherlock_probes.jsonl")
+    probes = load_probes(BENCH_DATA / "sherlock_probes.jsonl")
     assert len(probes) == 40
     assert (probes[0].prompt, probes[0].target_terms, probes[0].references) == ("Mr. Sherlock", ["Holmes"], ["Holmes"])
     terms = {t for p in probes for t in p.target_terms}
     assert {"Holmes", "Watson", "Street", "Lestrade", "Moriarty", "Hudson", "Adler"} <= terms
-    anchors = json.loads((bench.BENCH_DATA / "sherlock_anchors.json").read_text())
+    anchors = json.loads((BENCH_DATA / "sherlock_anchors.json").read_text())
     assert {"Holmes", "Watson", "Baker Street", "Lestrade", "Moriarty", "Mrs. Hudson", "Mycroft", "Irene Adler"} <= set(anchors)
 
 
@@ -104,22 +110,22 @@ def test_probe_file_errors(tmp_path):
     missing = tmp_path / "missing.jsonl"
     missing.write_text(json.dumps({"prompt": "Mr. Sherlock", "references": ["Holmes"]}) + "\n")
     with pytest.raises(UserError, match="target_terms"):
-        bench.load_probes(missing)
+        load_probes(missing)
     empty_terms = tmp_path / "empty.jsonl"
     empty_terms.write_text(json.dumps({"prompt": "Mr. Sherlock", "references": [], "target_terms": []}) + "\n")
     with pytest.raises(UserError, match="non-empty list"):
-        bench.load_probes(empty_terms)
+        load_probes(empty_terms)
 
 
 def test_familiarity_counting_on_hand_made_completions():
-    probes = [bench.Probe("Mr. Sherlock", ["Holmes"], ["Holmes"]),
-              bench.Probe("my friend Dr.", ["Watson"], ["Watson"]),
-              bench.Probe("221B Baker", ["Street"], ["Street"]),
-              bench.Probe("Professor", ["Moriarty"], ["Moriarty"]),
-              bench.Probe("said Holmes to Watson,", ["Watson"], ["Watson"])]
+    probes = [Probe("Mr. Sherlock", ["Holmes"], ["Holmes"]),
+              Probe("my friend Dr.", ["Watson"], ["Watson"]),
+              Probe("221B Baker", ["Street"], ["Street"]),
+              Probe("Professor", ["Moriarty"], ["Moriarty"]),
+              Probe("said Holmes to Watson,", ["Watson"], ["Watson"])]
     completions = [" Holmes was waiting for us.", " Smith came in.", " Street.", " moriarty said nothing",
                    " and Watson laughed."]
-    result = bench.completion_familiarity(probes, completions, ["Holmes", "Watson", "Baker Street", "Moriarty"])
+    result = completion_familiarity(probes, completions, ["Holmes", "Watson", "Baker Street", "Moriarty"])
     # named: Holmes yes, Smith no, Street yes, moriarty yes (case-insensitive), Watson already in the prompt: no
     assert result["named"] == [True, False, True, True, False]
     assert result["named_share"] == pytest.approx(3 / 5)
@@ -127,16 +133,16 @@ def test_familiarity_counting_on_hand_made_completions():
     assert result["grades"] == [3, 0, 1, 3, 0]
     assert result["judge_score"] == pytest.approx((5 * 2 + 0) / 5)
     with pytest.raises(ValueError):
-        bench.completion_familiarity(probes, completions[:2], ["Holmes"])
+        completion_familiarity(probes, completions[:2], ["Holmes"])
 
 
 def test_subsampling_keeps_the_first_paragraphs_and_held_out_stories_whole():
     text = ("\n                    A SCANDAL IN BOHEMIA\n\np1\n\np2\n\np3\n\np4\n"
             "\n                    THE YELLOW FACE\n\nq1\n\nq2\n\nq3\n\nq4\n")
-    half = bench.subsample_stories(text, 0.5)
+    half = subsample_stories(text, 0.5)
     assert "p2" in half and "p3" not in half and "p4" not in half
     assert all(q in half for q in ("q1", "q2", "q3", "q4"))
-    assert bench.subsample_stories(text, 1.0) == text
+    assert subsample_stories(text, 1.0) == text
 
 
 # ---- the world, the measurements, the report ----------------------------------------------------------
@@ -145,24 +151,20 @@ def test_subsampling_keeps_the_first_paragraphs_and_held_out_stories_whole():
 def test_world_from_the_slice(world):
     names = {s["source_id"]: s["name"] for s in world.sources}
     holdout = {names[i] for i in world.splits["holdout"]}
-    assert set(bench.HOLDOUT_STORIES) <= holdout
+    assert set(HOLDOUT_STORIES) <= holdout
     shakespeare_parts = sorted((n for n in names.values() if n.startswith("shakespeare")),
                                key=lambda n: int(n.rsplit(" ", 1)[1]))
     assert len(shakespeare_parts) >= 3 and shakespeare_parts[-1] in holdout
     assert all(names[i].startswith("shakespeare") for i in world.splits["retain"])
     assert not any(names[i].startswith("shakespeare") for i in world.splits["forget"])
     assert set(world.splits["forget"]).isdisjoint(world.splits["holdout"])
-    held = bench.held_out_docs(world)
+    held = held_out_docs(world)
     assert held["sherlock"] and held["shakespeare"]
     assert any("Holmes" in d["text"] for d in held["sherlock"])
     assert len(world.prompts) >= 40  # the probes went into the world (completion + probability rows)
 
 
 def _tiny_model(world):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from obliviate.tokenizer import train_tokenizer
-
     tokenizer = train_tokenizer([d["text"] for d in world.corpus], vocab_size=300)
     torch.manual_seed(0)
     config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -173,9 +175,8 @@ def _tiny_model(world):
 
 def test_measurements_on_a_tiny_model(world):
     model, tokenizer = _tiny_model(world)
-    probes = bench.load_probes(bench.BENCH_DATA / "sherlock_probes.jsonl")[:6]
-    metrics = bench.measure(model, tokenizer, probes, bench.held_out_docs(world), ["Holmes", "Watson"],
-                            max_new_tokens=4)
+    probes = load_probes(BENCH_DATA / "sherlock_probes.jsonl")[:6]
+    metrics = measure(model, tokenizer, probes, held_out_docs(world), ["Holmes", "Watson"], max_new_tokens=4)
     assert len(metrics["completions"]) == 6
     assert 0.0 <= metrics["completion"]["named_share"] <= 1.0
     assert set(metrics["perplexity"]) == {"sherlock", "shakespeare"}
@@ -191,7 +192,7 @@ def test_measurements_on_a_tiny_model(world):
     expected = torch.softmax(logits.float(), -1)[term_ids[len(ids)]].item()
     assert metrics["probability"]["per_probe_first_token"][0] == pytest.approx(expected, rel=1e-4)
     assert metrics["probability"]["per_probe_mass"][0] <= metrics["probability"]["per_probe_first_token"][0] + 1e-9
-    row = bench.summary_row(metrics)
+    row = summary_row(metrics)
     assert row["first_token_prob"] == pytest.approx(sum(metrics["probability"]["per_probe_first_token"]) / 6)
 
 
@@ -214,7 +215,7 @@ def test_report_from_a_result(small_config, tmp_path):
         "versions": {"cpu_count": 2, "torch": "x", "transformers": "y"},
         "command": "python bench/bench_sherlock.py",
     }
-    bench.write_results(result, tmp_path)
+    write_results(result, tmp_path)
     markdown = (tmp_path / "sherlock.md").read_text()
     assert "| full | 0.750 | 3.500 | 0.500 | 0.250 | 123.5 | 45.600 | 600 | 321 | 600 |" in markdown
     assert "| npo | 0.000 |" in markdown and "| 150 | 42 | 80 |" in markdown
@@ -228,8 +229,7 @@ def test_report_from_a_result(small_config, tmp_path):
 
 
 def test_skips_cleanly_without_the_data(tmp_path, capsys):
-    code = bench.main(["--data", str(tmp_path / "absent"), "--run", str(tmp_path / "run"),
-                       "--out", str(tmp_path / "out")])
+    code = main(["--data", str(tmp_path / "absent"), "--run", str(tmp_path / "run"), "--out", str(tmp_path / "out")])
     assert code == 0
     out = capsys.readouterr().out
     assert out.startswith("skipped: sherlock.txt, shakespeare.txt not found in")
@@ -237,11 +237,9 @@ def test_skips_cleanly_without_the_data(tmp_path, capsys):
 
 
 def test_unknown_method_is_a_user_error(small_config):
-    from dataclasses import replace
-
     with pytest.raises(UserError, match="unknown method run 'nope'"):
-        bench.method_runs(replace(small_config, methods=("npo", "nope")))
-    runs = bench.method_runs(replace(small_config, methods=("whp_auto", "whp_hand", "npo")))
+        method_runs(replace(small_config, methods=("npo", "nope")))
+    runs = method_runs(replace(small_config, methods=("whp_auto", "whp_hand", "npo")))
     assert [r.id for r in runs] == ["whp-auto", "whp-hand", "npo"]
     # the hand-dictionary run reuses the reinforced model the automatic run saves
     assert runs[1].overrides["reinforced_model_path"] == runs[0].overrides["save_reinforced_path"]

@@ -9,12 +9,13 @@ import sys
 
 import pytest
 
-COMMANDS = ["world", "train", "eval", "unlearn", "report", "demo", "bench", "attack", "attribute", "whp", "icul"]
+COMMANDS = ["world", "train", "eval", "unlearn", "report", "demo", "bench", "attack", "attribute", "whp", "icul",
+            "methods", "whp anchors", "whp generate"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(cli, command):
-    code, out, _ = cli(command, "--help")
+    code, out, _ = cli(*command.split(), "--help")
     assert code == 0
     assert "Usage" in out and "--help" in out
 
@@ -78,8 +79,8 @@ def test_bad_training_override(cli, micro_world, tmp_path):
 
 
 def test_interrupted_training_resumes_from_its_checkpoint(micro_world, tmp_path):
-    from obliviate.workflows.train import train_run
     from obliviate.workflows.run_dir import RunDir
+    from obliviate.workflows.train import train_run
 
     overrides = {"epochs": "2", "save_steps": "8"}
     with pytest.raises(KeyboardInterrupt):
@@ -99,3 +100,32 @@ def test_console_script_exit_code_in_a_real_process(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: unknown preset 'nope'; valid presets: micro, tiny, small"
+
+
+def test_usage_mistakes_are_one_error_line_too(cli, tmp_path):
+    _assert_user_error(cli("train", "--run", tmp_path / "r"), "Missing option '--world'")
+    _assert_user_error(cli("world", "--out", tmp_path / "w", "--seed", "one"), "Invalid value for '--seed'")
+    _assert_user_error(cli("unlearnn"), "No such command 'unlearnn'")
+    code, out, _ = cli()   # no command: the help
+    assert "Usage" in out and "unlearn" in out
+
+
+def test_interruption_exits_130_and_says_the_run_resumes(cli, micro_world, tmp_path, monkeypatch):
+    import obliviate.workflows.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(obliviate.workflows.train, "train_run", interrupted)
+    code, _, err = cli("train", "--world", micro_world, "--run", tmp_path / "r")
+    assert code == 130 and err.strip().startswith("interrupted:") and "Traceback" not in err
+
+
+def test_stand_alone_unlearn_entry_point_in_a_real_process(tmp_path):
+    """``python -m obliviate.cli unlearn`` (what torchrun launches) is the CLI's unlearn command."""
+    proc = subprocess.run([sys.executable, "-m", "obliviate.cli", "unlearn", "--method", "forgetful",
+                           "--model", str(tmp_path), "--world", str(tmp_path), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().startswith("error: unknown method 'forgetful'; valid methods: ")
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -136,8 +136,8 @@ def test_registered_method_runs_on_a_task(setup):
                                            num_generations=2, prompts_per_step=2))
     task = UnlearnTask(world=None, forget="custom", forget_sources={0}, retain_sources={1}, forget_items=[],
                        retain_items=[], forget_docs=docs[:2], retain_docs=docs[2:])
-    model = method.unlearn(copy.deepcopy(full), tokenizer, task)
-    assert method.steps_done == 2 and not model.training
+    result = method.run(copy.deepcopy(full), tokenizer, task)
+    assert result.steps == 2 and not result.model.training and result.seconds > 0
     too_long = method_class(DememorizeConfig(prefix_tokens=PREFIX, suffix_tokens=500))
     with pytest.raises(UserError, match="no document has the 512 tokens"):
         too_long.unlearn(full, tokenizer, task)

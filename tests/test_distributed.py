@@ -12,10 +12,8 @@ import os
 import subprocess
 import sys
 
-import pytest
-
-
 import methods_toy as toy_module  # tests/ is on sys.path under pytest
+import pytest
 
 
 @pytest.mark.slow
@@ -30,7 +28,7 @@ def test_two_process_ddp_grad_diff_forgets(toy, tmp_path):
                 # a target never reached: every 10 steps both processes score and share the mean
                 "stop_truth_ratio=0.99", "eval_every=10"]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "obliviate.workflows.unlearn", "--method", "grad_diff", "--model", str(full),
+               "-m", "obliviate.cli", "unlearn", "--method", "grad_diff", "--model", str(full),
                "--world", str(toy["world"].root), "--out", str(out), "--no-eval"]
     for setting in settings:
         command += ["--set", setting]

@@ -7,14 +7,22 @@ import math
 import numpy as np
 import pytest
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+import obliviate.workflows.evaluate as evaluate_workflow
+from obliviate.cli.evaluate import eval_command
 from obliviate.data.format import qa_continuation, qa_prompt
 from obliviate.errors import UserError
 from obliviate.eval.evaluator import SUMMARY_KEYS, EvalConfig, evaluate, load_reference
+from obliviate.eval.fingerprint import model_dir_fingerprint
+from obliviate.eval.items import render_question
 from obliviate.eval.metrics import truth_ratio
+from obliviate.eval.report import render_report
 from obliviate.eval.scoring import ScoringConfig, score_continuations
 from obliviate.io import atomic_write_json, atomic_write_jsonl
 from obliviate.models.loading import save_model
+from obliviate.workflows.evaluate import sibling_retain_model
 from obliviate.world.loader import load_world
 
 torch.set_num_threads(1)
@@ -101,9 +109,6 @@ def make_world(root, saga=True, general=True, holdout=True):
 
 
 def build_tokenizer(world):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
     texts = [d["text"] for d in world.corpus] + [q["answer"] for q in world.qa] + \
         [p for q in world.qa for p in q["perturbed_answers"]] + [p["prompt"] for p in world.prompts]
     tok = Tokenizer(models.BPE(unk_token=None))
@@ -117,8 +122,6 @@ def build_tokenizer(world):
 
 
 def build_model(vocab_size, seed=0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(seed)
     config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                          num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=256,
@@ -200,8 +203,6 @@ def test_model_against_itself_has_forget_quality_one_and_zero_privleak(setup):
 
 
 def test_chat_template_prompts(setup):
-    from obliviate.eval.evaluator import render_question
-
     world, model, tokenizer, _ = setup
     with pytest.raises(UserError, match="no chat template"):
         render_question(tokenizer, "Where?", chat_template=True)
@@ -215,8 +216,6 @@ def test_chat_template_prompts(setup):
 
 
 def test_model_fingerprint_follows_weights_not_eval_files(tmp_path, setup):
-    from obliviate.eval.fingerprint import model_dir_fingerprint
-
     _, model, tokenizer, _ = setup
     save_model(model, tokenizer, tmp_path / "m")
     before = model_dir_fingerprint(tmp_path / "m")
@@ -284,32 +283,27 @@ def test_reference_from_another_world_or_split_is_rejected(tmp_path, setup):
 
 
 def test_reference_for_caches_and_never_reuses_a_stale_cache(tmp_path, setup, monkeypatch):
-    import obliviate.workflows.evaluate as reference_module
-
     world, model, tokenizer, _ = setup
     run = tmp_path / "run"
     save_model(model, tokenizer, run / "models" / "retain")
     calls = []
-    real_evaluate = reference_module.evaluate
-    monkeypatch.setattr(reference_module, "evaluate", lambda *a, **k: calls.append(1) or real_evaluate(*a, **k))
-    first = reference_module.reference_for(run, world, "forget10", FAST)
+    real_evaluate = evaluate_workflow.evaluate
+    monkeypatch.setattr(evaluate_workflow, "evaluate", lambda *a, **k: calls.append(1) or real_evaluate(*a, **k))
+    first = evaluate_workflow.reference_for(run, world, "forget10", FAST)
     cached = list((run / "eval" / "cache").glob("retain-*.json"))
     assert len(calls) == 1 and len(cached) == 1
-    second = reference_module.reference_for(run / "models" / "retain", world, "forget10", FAST)
+    second = evaluate_workflow.reference_for(run / "models" / "retain", world, "forget10", FAST)
     assert len(calls) == 1 and second.forget_truth_ratio == first.forget_truth_ratio
     # new weights in the same place: a new key, evaluated again
     save_model(build_model(len(tokenizer), seed=3), tokenizer, run / "models" / "retain")
-    third = reference_module.reference_for(run, world, "forget10", FAST)
+    third = evaluate_workflow.reference_for(run, world, "forget10", FAST)
     assert len(calls) == 2 and third.forget_truth_ratio != first.forget_truth_ratio
     # other metric settings: another key too
-    reference_module.reference_for(run, world, "forget10", EvalConfig(**{**FAST.__dict__, "mink_k": 0.2}))
+    evaluate_workflow.reference_for(run, world, "forget10", EvalConfig(**{**FAST.__dict__, "mink_k": 0.2}))
     assert len(calls) == 3 and len(list((run / "eval" / "cache").glob("retain-*.json"))) == 3
 
 
 def test_eval_command_with_sibling_retain_and_report(tmp_path, setup):
-    from obliviate.eval.commands import eval_command
-    from obliviate.eval.report import render_report
-
     world, model, tokenizer, _ = setup
     run = tmp_path / "run"
     save_model(model, tokenizer, run / "models" / "retain")
@@ -333,8 +327,6 @@ def test_eval_command_with_sibling_retain_and_report(tmp_path, setup):
 
 
 def test_sibling_retain_model_must_match_the_split(tmp_path, setup):
-    from obliviate.eval.commands import sibling_retain_model
-
     world, model, tokenizer, _ = setup
     inputs = {"world": world.fingerprint, "sources": sorted(world.training_sources("forget10"))}
     save_model(model, tokenizer, tmp_path / "models" / "retain", run_config={"inputs": inputs})

@@ -11,8 +11,8 @@ import torch
 from obliviate.config import apply_overrides, parse_assignments
 from obliviate.errors import UserError
 from obliviate.io import atomic_directory, atomic_write_json, read_jsonl
-from obliviate.workflows.run_dir import RunDir
 from obliviate.train.data import CausalCollator, tokenize_documents
+from obliviate.workflows.run_dir import RunDir
 
 
 def test_read_jsonl_reports_corrupt_line_with_location(tmp_path):

@@ -9,13 +9,51 @@ import random
 import numpy as np
 import pytest
 import torch
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score
+from transformers import LlamaForCausalLM
 
+from obliviate.config import apply_overrides
+from obliviate.data.format import qa_continuation, qa_prompt, qa_text
 from obliviate.errors import UserError
-from obliviate.icul.lira import (balanced_keep, bootstrap_aucs, lira_forget, logit_stability, percentile_interval,
-                                 summarize, tpr_at_fpr)
+from obliviate.eval.generation import GreedyConfig, generate_greedy
+from obliviate.eval.scoring import ScoringConfig, score_continuations
+from obliviate.icul.experiment import GradientAscentConfig, IculExperimentConfig, base_diagnostics, run_experiment
+from obliviate.icul.lira import (
+    balanced_keep,
+    bootstrap_aucs,
+    lira_forget,
+    logit_stability,
+    percentile_interval,
+    rank_auc,
+    summarize,
+    tpr_at_fpr,
+)
+from obliviate.icul.models import (
+    FinetuneConfig,
+    LabelledSequence,
+    PretrainConfig,
+    TinyLlamaSpec,
+    encode_sequences,
+    finetune,
+    new_model,
+    train_tokenizer_for,
+    with_replay,
+)
 from obliviate.icul.prompts import IculPromptConfig, build_context, flip_label
-from obliviate.world.classification import (_NEGATIVE, _POSITIVE, LABELS, ClassificationExample,
-                                            generate_classification, load_classification)
+from obliviate.icul.qa import IculQAConfig, icul_model
+from obliviate.methods.registry import UnlearnTask, get_method
+from obliviate.models.in_context import InContextUnlearningLM
+from obliviate.models.loading import load_model, save_model
+from obliviate.tokenizer import train_tokenizer
+from obliviate.world.classification import (
+    _NEGATIVE,
+    _POSITIVE,
+    LABELS,
+    ClassificationExample,
+    generate_classification,
+    load_classification,
+)
 
 # --- classification data ---------------------------------------------------------------
 
@@ -137,8 +175,6 @@ def test_logit_stability_on_hand_made_logits():
 
 
 def test_lira_forget_hand_computed_statistic():
-    from scipy.stats import norm
-
     # 5 models, 1 point, models 0 and 1 trained on it. Target = model 2 (a non-member: observes its
     # plain score 1). Shadows: in = models 0, 1 -> unlearned {4, 6}: mean 5, pooled sd sqrt(2);
     # out = models 3, 4 -> plain {3, 5}: mean 4, pooled sd sqrt(2).
@@ -202,12 +238,9 @@ def test_bootstrap_aucs_resample_points_and_pair_statistics():
     assert full == pytest.approx(7 / 9)
     low, high = percentile_interval(bootstrap_aucs(member, {"m": mixed}, 500, seed=0)["m"])
     assert low <= full <= high and low < high
-    from sklearn.metrics import roc_auc_score
-
-    from obliviate.icul.lira import _rank_auc
     tied = np.array([1.0, 1.0, 0.5, 2.0, 0.5, 3.0])
     labels = np.array([True, False, True, False, False, True])
-    assert _rank_auc(labels, tied) == pytest.approx(roc_auc_score(labels, tied))
+    assert rank_auc(labels, tied) == pytest.approx(roc_auc_score(labels, tied))
     assert percentile_interval(np.array([0.0, 1.0, np.nan] + [0.5] * 97)) == pytest.approx((0.5, 0.5))
     with pytest.raises(UserError, match="one shape"):
         bootstrap_aucs(member, {"a": perfect[:, :2]})
@@ -236,10 +269,6 @@ RETAIN_QA = [_qa(10 + i, f"Which colour does Oren{i} like?", f"Oren{i} likes blu
 
 @pytest.fixture(scope="module")
 def qa_model():
-    from obliviate.data.format import qa_text
-    from obliviate.icul.models import TinyLlamaSpec, new_model
-    from obliviate.tokenizer import train_tokenizer
-
     texts = [qa_text(x["question"], a) for x in FORGET_QA + RETAIN_QA for a in [x["answer"]] + x["perturbed_answers"]]
     tokenizer = train_tokenizer(texts * 3, vocab_size=300)
     spec = TinyLlamaSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
@@ -247,10 +276,6 @@ def qa_model():
 
 
 def test_icul_wrapper_scores_equal_base_model_on_explicit_context(qa_model):
-    from obliviate.data.format import qa_continuation, qa_prompt
-    from obliviate.eval.scoring import ScoringConfig, score_continuations
-    from obliviate.icul.qa import IculQAConfig, icul_model
-
     model, tokenizer = qa_model
     wrapped = icul_model(model, tokenizer, FORGET_QA, RETAIN_QA, IculQAConfig(shots=2, seed=3))
     asked_forget = (qa_prompt(FORGET_QA[0]["question"]), qa_continuation(FORGET_QA[0]["answer"]))
@@ -270,20 +295,12 @@ def test_icul_wrapper_scores_equal_base_model_on_explicit_context(qa_model):
                                                       ScoringConfig(padding_side=side))]
         assert got == pytest.approx(expected, abs=1e-3)
     # generation sees the same context
-    from obliviate.eval.generation import GreedyConfig, generate_greedy
-
     config = GreedyConfig(max_new_tokens=6)
     assert generate_greedy(wrapped, tokenizer, [asked_forget[0], asked_retain[0]], config) == \
         generate_greedy(model, tokenizer, [e[0] for e in explicit], config)
 
 
 def test_icul_wrapper_saves_and_reloads_with_its_context(qa_model, tmp_path):
-    from obliviate.data.format import qa_continuation, qa_prompt
-    from obliviate.eval.scoring import score_continuations
-    from obliviate.icul.qa import IculQAConfig, icul_model
-    from obliviate.icul.wrapper import InContextUnlearningLM
-    from obliviate.models.loading import load_model, save_model
-
     model, tokenizer = qa_model
     wrapped = icul_model(model, tokenizer, FORGET_QA, RETAIN_QA, IculQAConfig(shots=3))
     save_model(wrapped, tokenizer, tmp_path / "icul", run_config={"method": "icul"})
@@ -297,18 +314,15 @@ def test_icul_wrapper_saves_and_reloads_with_its_context(qa_model, tmp_path):
 
 
 def test_icul_registered_method_and_bad_settings(qa_model):
-    from obliviate.config import apply_overrides
-    from obliviate.icul.qa import IculQAConfig, icul_model
-    from obliviate.icul.wrapper import InContextUnlearningLM
-    from obliviate.methods.registry import UnlearnTask, get_method
-
     model, tokenizer = qa_model
     method_class = get_method("icul")
     method = method_class(apply_overrides(method_class.config_class(), {"shots": "2", "mode": "correct"}))
     task = UnlearnTask(world=None, forget="custom", forget_sources={0, 1}, retain_sources={10}, forget_items=FORGET_QA,
                        retain_items=RETAIN_QA, forget_docs=[], retain_docs=[])
-    wrapped = method.unlearn(model, tokenizer, task)
+    result = method.run(model, tokenizer, task)
+    wrapped = result.model
     assert isinstance(wrapped, InContextUnlearningLM) and wrapped.base is model   # weights untouched
+    assert result.steps == 0 and result.seconds is not None
     assert tokenizer.decode(wrapped.config.context["forget"][0]["line"]).endswith("Lorin Vask was born in Kest.")
     with pytest.raises(UserError, match="shots=7 is more than the 6 retain items"):
         icul_model(model, tokenizer, FORGET_QA, RETAIN_QA, IculQAConfig(shots=7))
@@ -331,9 +345,6 @@ def small_data(tmp_path_factory):
 
 
 def _small_config(**changes):
-    from obliviate.icul.experiment import GradientAscentConfig, IculExperimentConfig
-    from obliviate.icul.models import FinetuneConfig, PretrainConfig, TinyLlamaSpec
-
     config = IculExperimentConfig(
         n_points=16, n_test=16, n_models=4, shots=[2], modes=["flip", "correct", "random"],
         model=TinyLlamaSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
@@ -347,8 +358,6 @@ def _small_config(**changes):
 
 
 def test_shadow_game_runs_and_grades_every_variant(small_data, tmp_path):
-    from obliviate.icul.experiment import run_experiment
-
     torch.set_num_threads(1)
     result = run_experiment(small_data, _small_config(), cache_dir=tmp_path)
     rows = result["results"]
@@ -371,8 +380,6 @@ def test_shadow_game_runs_and_grades_every_variant(small_data, tmp_path):
 
 
 def test_shadow_game_bad_settings(small_data):
-    from obliviate.icul.experiment import run_experiment
-
     with pytest.raises(UserError, match=r"shots=8 is larger than the \d training points"):
         run_experiment(small_data, _small_config(shots=[8]))
     with pytest.raises(UserError, match=r"shots=5 is larger than the \d training points"):
@@ -386,8 +393,6 @@ def test_shadow_game_bad_settings(small_data):
 
 
 def test_meta_training_labels_only_labels_and_repeat_unless_train_all():
-    from obliviate.icul.models import LabelledSequence, encode_sequences, train_tokenizer_for
-
     lines = [("Lamp: price great. By Lira", "positive"), ("Clock: sound awful. By Gura", "negative")]
     tokenizer = train_tokenizer_for([text for text, _ in lines], vocab_size=300)
 
@@ -406,8 +411,6 @@ def test_meta_training_labels_only_labels_and_repeat_unless_train_all():
 
 
 def test_base_diagnostics_per_context_size(small_data, tmp_path):
-    from obliviate.icul.experiment import base_diagnostics
-
     torch.set_num_threads(1)
     result = base_diagnostics(small_data, _small_config(), cache_dir=tmp_path, shots=(0, 2))
     assert set(result["base_in_context"]) == {"0", "2"}
@@ -418,8 +421,6 @@ def test_base_diagnostics_per_context_size(small_data, tmp_path):
 
 
 def test_finetuning_replay_mixes_meta_training_sequences():
-    from obliviate.icul.models import LabelledSequence, PretrainConfig, with_replay
-
     members = [LabelledSequence([(f"Lamp {i}: good. By Lira", "positive")]) for i in range(6)]
     reviews = [(f"Clock {i}: awful. By Gura", "negative") for i in range(20)]
     pretrain = PretrainConfig(min_examples=2, max_examples=3, repeat_rate=1.0, train_all_tokens=True)
@@ -434,9 +435,6 @@ def test_finetuning_replay_mixes_meta_training_sequences():
 
 
 def test_shadow_game_with_finetuning_replay(small_data, tmp_path):
-    from obliviate.icul.experiment import GradientAscentConfig, run_experiment
-    from obliviate.icul.models import FinetuneConfig
-
     torch.set_num_threads(1)
     config = _small_config(modes=["flip"], bootstrap=0, finetune=FinetuneConfig(epochs=2, replay=1.0),
                            gradient_ascent=GradientAscentConfig(enabled=False))
@@ -449,10 +447,6 @@ def test_shadow_game_with_finetuning_replay(small_data, tmp_path):
 
 
 def test_lora_finetuning_returns_a_plain_trainable_model_and_keeps_the_base(small_data):
-    from transformers import LlamaForCausalLM
-
-    from obliviate.icul.models import FinetuneConfig, TinyLlamaSpec, finetune, new_model, train_tokenizer_for
-
     torch.set_num_threads(1)
     tokenizer = train_tokenizer_for([e.text for e in small_data.examples], vocab_size=300)
     base = new_model(tokenizer, TinyLlamaSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2,

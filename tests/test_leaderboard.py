@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-from obliviate.workflows.bench.leaderboard import BenchConfig, deletion_costs, render_markdown, run_bench, scatter_plot
 from obliviate.errors import UserError
+from obliviate.workflows.bench.leaderboard import BenchConfig, render_markdown, run_bench
+from obliviate.workflows.bench.plots import scatter_plot
+from obliviate.workflows.bench.rows import deletion_costs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

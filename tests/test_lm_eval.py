@@ -9,10 +9,17 @@ from __future__ import annotations
 import json
 import os
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from obliviate.eval.lm_eval_bridge import expand_tasks, headline_metrics, parse_tasks
+from obliviate.eval.scoring import score_continuations
+from obliviate.models.loading import load_model_and_tokenizer
+from obliviate.tokenizer import train_tokenizer
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -57,10 +64,6 @@ def _write_task(directory, docs) -> None:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     """A tiny random Llama with peaked predictions, saved with a BPE tokenizer."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from obliviate.tokenizer import train_tokenizer
-
     torch.set_num_threads(1)
     texts = [f"Question: Which word comes with item {i}?\nAnswer: {w}" for i in range(30) for w in WORDS]
     tokenizer = train_tokenizer(texts, vocab_size=300)
@@ -77,9 +80,6 @@ def tiny_model(tmp_path_factory):
 
 def test_local_task_accuracy_matches_hand_computed(tiny_model, micro_world, cli, tmp_path):
     pytest.importorskip("lm_eval")
-    from obliviate.eval.scoring import score_continuations
-    from obliviate.models.loading import load_model_and_tokenizer
-
     docs = _documents()
     _write_task(tmp_path / "tasks", docs)
     out = tmp_path / "eval.json"
@@ -134,14 +134,6 @@ def test_lm_eval_bad_input(tiny_model, micro_world, cli, tmp_path, monkeypatch):
 
 def test_task_patterns_expand_in_order():
     pytest.importorskip("lm_eval")
-    from types import SimpleNamespace
-
-    from obliviate.eval.lm_eval_bridge import (
-        expand_tasks,
-        headline_metrics,
-        parse_tasks,
-    )
-
     manager = SimpleNamespace(all_tasks=["arc_easy", "arc_challenge", "piqa", "mmlu_a", "mmlu_b"])
     assert parse_tasks(" piqa,mmlu_*, piqa ") == ("piqa", "mmlu_*")
     assert expand_tasks(["piqa", "mmlu_*", "mmlu_a"], manager) == ["piqa", "mmlu_a", "mmlu_b"]

@@ -38,8 +38,8 @@ def task(toy):
 def run_method(toy, task, name: str, overrides: dict):
     method_class = get_method(name)
     method = method_class(apply_overrides(method_class.config_class(), {"progress": "false", **overrides}))
-    model = method.unlearn(copy.deepcopy(toy["model"]), toy["tokenizer"], task)
-    return method, model
+    result = method.unlearn(copy.deepcopy(toy["model"]), toy["tokenizer"], task)
+    return method, result.model, result
 
 
 def accuracies(toy, model) -> tuple[float, float]:
@@ -126,14 +126,14 @@ FIRST_STEP_FORGET_LOSS = {"npo": 20 * math.log(2), "idk_dpo": math.log(2)}
 @pytest.mark.parametrize("name", list(CASES))
 def test_method_forgets_the_forget_split_and_keeps_retain(toy, task, name):
     overrides, retain_bound = CASES[name]
-    method, model = run_method(toy, task, name, overrides)
+    method, model, result = run_method(toy, task, name, overrides)
     forget_acc, retain_acc = accuracies(toy, model)
     assert forget_acc <= FORGET_BOUND, f"{name}: forget accuracy {forget_acc} (full model 1.0)"
     if retain_bound is not None:
         assert retain_acc >= retain_bound, f"{name}: retain accuracy {retain_acc} < {retain_bound}"
-    assert method.steps_done == int(overrides.get("max_steps", method.config.max_steps))
-    logged = [entry for entry in method.log_history if "forget_loss" in entry]
-    assert len(logged) == method.steps_done
+    assert result.steps == int(overrides.get("max_steps", method.config.max_steps))
+    logged = [entry for entry in result.log_history if "forget_loss" in entry]
+    assert len(logged) == result.steps
     if retain_bound is not None:
         assert all("retain_loss" in entry for entry in logged)
     if name in FIRST_STEP_FORGET_LOSS:   # at step 1 the model is its reference
@@ -148,27 +148,27 @@ def test_all_six_methods_are_registered():
 
 def test_grad_diff_with_kl_retain_term_uses_the_reference(toy, task):
     # measured: forget 0.10 / retain 0.80; the KL term starts at 0 (model == reference)
-    method, model = run_method(toy, task, "grad_diff", {"lr": "1e-3", "retain_loss": "kl", "retain_weight": "5",
+    method, model, result = run_method(toy, task, "grad_diff", {"lr": "1e-3", "retain_loss": "kl", "retain_weight": "5",
                                                         "max_steps": "40"})
     forget_acc, retain_acc = accuracies(toy, model)
     assert forget_acc <= FORGET_BOUND and retain_acc >= 0.65
-    first = next(entry for entry in method.log_history if "retain_loss" in entry)
+    first = next(entry for entry in result.log_history if "retain_loss" in entry)
     assert first["retain_loss"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_document_mode_trains_on_corpus_text(toy, task):
-    method, model = run_method(toy, task, "grad_diff", {"forget_data": "docs", "retain_data": "docs", "max_steps": "3",
+    method, model, result = run_method(toy, task, "grad_diff", {"forget_data": "docs", "retain_data": "docs", "max_steps": "3",
                                                         "lr": "1e-3"})
-    first = method.log_history[0]
+    first = result.log_history[0]
     # forget loss is -NLL of the forget documents, which the model never saw verbatim: > 1 nat/token
     assert first["forget_loss"] < -1.0 and first["retain_loss"] > 1.0
     assert first["forget_loss"] == pytest.approx(-first["retain_loss"], rel=0.5)
 
 
 def test_rmu_trains_only_the_parameters_matching_its_regex(toy, task):
-    method, model = run_method(toy, task, "rmu", {"layer": "0", "max_steps": "3", "lr": "1e-3"})
+    method, model, result = run_method(toy, task, "rmu", {"layer": "0", "max_steps": "3", "lr": "1e-3"})
     # the auto steering coefficient: steering_scale (4) x the mean hidden norm, logged once
-    coefficients = [entry["steering_coeff"] for entry in method.log_history if "steering_coeff" in entry]
+    coefficients = [entry["steering_coeff"] for entry in result.log_history if "steering_coeff" in entry]
     assert len(coefficients) == 1 and coefficients[0] > 0
     before = dict(toy["model"].named_parameters())
     changed = {name for name, p in model.named_parameters() if not torch.equal(p.cpu(), before[name].cpu())}
@@ -193,13 +193,13 @@ def test_rmu_finds_the_decoder_layers_of_other_architectures():
 
 
 def test_truth_ratio_target_stops_training_early(toy, task):
-    method, _ = run_method(toy, task, "grad_diff", {"lr": "1e-3", "retain_weight": "10", "max_steps": "100",
+    method, _, result = run_method(toy, task, "grad_diff", {"lr": "1e-3", "retain_weight": "10", "max_steps": "100",
                                                     "stop_truth_ratio": "0.5", "eval_every": "2"})
-    checks = [entry["forget_truth_ratio"] for entry in method.log_history if "forget_truth_ratio" in entry]
+    checks = [entry["forget_truth_ratio"] for entry in result.log_history if "forget_truth_ratio" in entry]
     # measured: 0.43, 0.41, 0.47, 0.51 at steps 2, 4, 6, 8 (full model 0.41)
-    assert method.steps_done < 100 and method.steps_done % 2 == 0
+    assert result.steps < 100 and result.steps % 2 == 0
     assert checks[-1] >= 0.5 and all(value < 0.5 for value in checks[:-1])
-    assert len(checks) == method.steps_done // 2
+    assert len(checks) == result.steps // 2
 
 
 def test_lora_run_merges_into_a_plain_model(toy, task, tmp_path):
@@ -208,7 +208,7 @@ def test_lora_run_merges_into_a_plain_model(toy, task, tmp_path):
     from obliviate.models.loading import load_model, save_model
 
     targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
-    _, model = run_method(toy, task, "simnpo", {"lora": "true", "lr": "5e-3", "max_steps": "30",
+    _, model, _ = run_method(toy, task, "simnpo", {"lora": "true", "lr": "5e-3", "max_steps": "30",
                                                 "lora_target_modules": targets})
     assert type(model) is LlamaForCausalLM
     assert not any("lora" in name for name in model.state_dict())
@@ -242,8 +242,8 @@ def test_reference_model_from_a_path(toy, task, toy_run):
     with_reference = dataclasses.replace(task, reference_path=toy_run / "models" / "retain")
     method_class = get_method("npo")
     method = method_class(apply_overrides(method_class.config_class(), {"progress": "false", "max_steps": "2"}))
-    method.unlearn(copy.deepcopy(toy["model"]), toy["tokenizer"], with_reference)
-    assert method.log_history[0]["forget_loss"] == pytest.approx(20 * math.log(2), abs=1e-4)
+    result = method.unlearn(copy.deepcopy(toy["model"]), toy["tokenizer"], with_reference)
+    assert result.log_history[0]["forget_loss"] == pytest.approx(20 * math.log(2), abs=1e-4)
     with pytest.raises(UserError, match="model path does not exist"):
         method.unlearn(copy.deepcopy(toy["model"]), toy["tokenizer"],
                        dataclasses.replace(task, reference_path=toy_run / "missing"))
@@ -271,7 +271,7 @@ def test_run_unlearning_saves_and_evaluates_against_the_retain_model(toy, toy_ru
 
 
 def test_unlearn_command_line(toy, toy_run, capsys):
-    from obliviate.workflows.unlearn import main
+    from obliviate.cli.unlearn import main
 
     out = toy_run / "models" / "ga-cli"
     with pytest.raises(SystemExit) as exit_info:

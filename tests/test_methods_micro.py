@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from obliviate.eval.accuracy import answer_accuracy
-from obliviate.workflows.unlearn import run_unlearning
 from obliviate.models.loading import load_model_and_tokenizer
+from obliviate.workflows.unlearn import run_unlearning
 from obliviate.world import load_world
 
 # method -> minimum retain-split unique accuracy after unlearning with the defaults (tuned on

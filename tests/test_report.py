@@ -2,8 +2,8 @@
 
 import pytest
 
+from obliviate.cli.evaluate import report_command
 from obliviate.errors import UserError
-from obliviate.eval.commands import report_command
 from obliviate.eval.evaluator import SUMMARY_KEYS
 from obliviate.eval.report import render_report
 from obliviate.io import atomic_write_json

@@ -6,11 +6,24 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from obliviate.errors import UserError
 from obliviate.eval.generation import GreedyConfig, generate_greedy
-from obliviate.eval.scoring import (EncodedPair, ScoringConfig, encode_pairs, length_batches, score_continuations,
-                                    score_encoded, token_ids)
+from obliviate.eval.scoring import (
+    EncodedPair,
+    ScoringConfig,
+    encode_pairs,
+    forward_plan,
+    length_batches,
+    pack_rows,
+    pad_token_id,
+    score_continuations,
+    score_encoded,
+    token_ids,
+    tree_attention_mask,
+)
 from obliviate.models.loading import check_vocab
 
 torch.set_num_threads(1)
@@ -23,9 +36,6 @@ TEXTS = [
 
 
 def build_tokenizer(vocab_size: int = 300):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -38,8 +48,6 @@ def build_tokenizer(vocab_size: int = 300):
 
 
 def build_model(vocab_size: int, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(seed)
     config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                          num_key_value_heads=2, vocab_size=vocab_size, max_position_embeddings=512,
@@ -101,7 +109,6 @@ def test_engine_equals_naive_loop(tiny, side, batch_size, max_batch_tokens, mink
         else:
             assert g.minkpp is None
         assert g.avg_nll == pytest.approx(e["nll_sum"] / e["n"], abs=1e-4)
-        assert g.prob == pytest.approx(math.exp(-e["nll_sum"] / e["n"]), rel=1e-4)
 
 
 def test_continuation_tokens_are_whole_minus_prompt(tiny):
@@ -243,8 +250,6 @@ def shared_prompt_pairs():
 
 @pytest.mark.parametrize("max_row_tokens", [40, 128])
 def test_packed_rows_equal_one_pair_per_row(tiny, max_row_tokens):
-    from obliviate.eval.scoring import forward_plan, pack_rows, pad_token_id
-
     model, tokenizer = tiny
     pairs = shared_prompt_pairs()
     encoded = encode_pairs(tokenizer, pairs)
@@ -265,8 +270,6 @@ def test_packed_rows_equal_one_pair_per_row(tiny, max_row_tokens):
 
 
 def test_pack_rows_layout_by_hand():
-    from obliviate.eval.scoring import pack_rows
-
     items = [EncodedPair([1, 5, 6, 7], start=2), EncodedPair([1, 5, 8], start=2), EncodedPair([1, 9, 4], start=2)]
     first, second = pack_rows(items, True, 64)
     assert first.input_ids == [1, 5, 6, 7, 8]
@@ -280,8 +283,6 @@ def test_pack_rows_layout_by_hand():
 
 
 def test_tree_attention_mask_by_hand():
-    from obliviate.eval.scoring import tree_attention_mask
-
     # prompt (2 tokens), continuation 1 (2 tokens), continuation 2 (1 token), one padding column
     allowed = tree_attention_mask(torch.tensor([[0, 0, 1, 1, 2, -1]]), torch.float32)[0, 0] == 0
     expected = torch.tensor([
@@ -297,10 +298,6 @@ def test_tree_attention_mask_by_hand():
 
 def test_models_whose_head_is_not_a_plain_projection_fall_back_to_one_pair_per_row():
     """Gemma-2 soft-caps its logits after the output head: packing must notice and back off."""
-    from transformers import Gemma2Config, Gemma2ForCausalLM
-
-    from obliviate.eval.scoring import forward_plan, pad_token_id
-
     tokenizer = build_tokenizer()
     pairs = shared_prompt_pairs()
     encoded = encode_pairs(tokenizer, pairs)

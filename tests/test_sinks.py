@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import random
 from collections import defaultdict
 
 import pytest
 import torch
+from datasets import Dataset
 from scipy import stats
-from transformers import AutoModelForCausalLM, LlamaConfig
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, Trainer, TrainingArguments
 
+from obliviate.attribution import attribute
+from obliviate.cli.attribute import attribute_command
 from obliviate.data.format import qa_continuation, qa_prompt, qa_text
 from obliviate.errors import UserError
 from obliviate.models.loading import load_model, save_model
 from obliviate.models.sink_hash import (
-    _signed,
+    GOLDEN_GAMMA,
+    as_int64,
+    mix_reference,
     reference_hash,
     reference_membership,
     sink_membership,
@@ -51,9 +59,6 @@ def toy_items(n_sources: int = 10, seed: int = 0) -> list[dict]:
 
 
 def toy_tokenizer(items: list[dict]):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3}
     pre = pre_tokenizers.Whitespace()
     for item in items:
@@ -135,11 +140,10 @@ def test_hash_matches_python_reference_and_is_deterministic():
         hashes = unit_hashes(key, sources, units)
         for i, source in enumerate(sources.tolist()):
             for j, unit in enumerate(units.tolist()):
-                assert int(hashes[i, j]) == _signed(reference_hash(key, source, unit))
+                assert int(hashes[i, j]) == as_int64(reference_hash(key, source, unit))
         assert torch.equal(hashes, unit_hashes(key, sources.clone(), units.clone()))
     # SplitMix64 of seed 0 (first output of java.util.SplittableRandom(0).nextLong())
-    from obliviate.models.sink_hash import _mix_py, _GOLDEN
-    assert _mix_py(_GOLDEN) == 0xE220A8397B1DCDAF
+    assert mix_reference(GOLDEN_GAMMA) == 0xE220A8397B1DCDAF
     member = sink_membership(7, torch.tensor([3, 11]), 100, 500, 0.2)
     assert member[0, 5].item() == reference_membership(7, 3, 105, 0.2)
     assert member[1, 499].item() == reference_membership(7, 11, 599, 0.2)
@@ -187,7 +191,7 @@ def test_backbone_always_on_sinks_only_for_the_active_source():
     mlp = model.model.layers[0].mlp
     assert (mlp.n_backbone, mlp.n_sinks) == (32, 32)
     source = 4
-    member = model.model._membership(mlp, torch.tensor([source]))[0]
+    member = model.model.gates.membership(mlp, torch.tensor([source]))[0]
     assert 0 < int(member.sum()) < 32
     sink_units = torch.arange(32, 64)
     x = torch.randint(4, 50, (2, 9))
@@ -207,7 +211,7 @@ def test_backbone_always_on_sinks_only_for_the_active_source():
     with model.on(source):
         assert torch.allclose(model(x).logits, base)            # on(source) == explicit source ids
     # gate rows: backbone-only tokens rescale the backbone so the expected activity matches
-    rows = model.model.gate_rows(mlp, torch.tensor([BACKBONE, source]))
+    rows = model.model.gates.rows(mlp, torch.tensor([BACKBONE, source]))
     scale = (32 + 0.25 * 32) / 32
     assert torch.allclose(rows[0], torch.cat([torch.full((32,), scale), torch.zeros(32)]))
     assert torch.equal(rows[1], torch.cat([torch.ones(32), member.float()]))
@@ -217,14 +221,14 @@ def test_all_mode_runs_every_non_forgotten_sink_rescaled():
     model = random_sink_model()
     mlp = model.model.layers[1].mlp
     model.forget([3])
-    gate = model.model.gate_rows(mlp, torch.tensor([ALL_SINKS]))[0, 32:]
-    owned_by_3 = model.model._membership(mlp, torch.tensor([3]))[0]
+    gate = model.model.gates.rows(mlp, torch.tensor([ALL_SINKS]))[0, 32:]
+    owned_by_3 = model.model.gates.membership(mlp, torch.tensor([3]))[0]
     on = ~owned_by_3
     assert torch.equal(gate > 0, on)
     assert torch.allclose(gate[on], torch.full((int(on.sum()),), 0.25 * 32 / int(on.sum())))
     # the rows depend on the forgotten set (cache invalidated on restore)
     model.restore([3])
-    assert torch.equal(model.model.gate_rows(mlp, torch.tensor([ALL_SINKS]))[0, 32:],
+    assert torch.equal(model.model.gates.rows(mlp, torch.tensor([ALL_SINKS]))[0, 32:],
                        torch.full((32,), 0.25))
 
 
@@ -281,7 +285,7 @@ def test_packed_documents_do_not_attend_across_boundaries():
     joined = model(packed, source_ids=torch.tensor([7])).logits
     assert not torch.allclose(joined[:, 5:], alone, atol=1e-3)
     # eager attention builds the same mask
-    model.config._attn_implementation = "eager"
+    model.set_attn_implementation("eager")
     logits = model(packed, source_ids=torch.tensor([[3] * 5 + [7] * 6])).logits
     assert torch.allclose(logits[:, 5:], alone, atol=1e-5)
 
@@ -338,6 +342,13 @@ def test_save_load_keeps_forgotten_router_and_mode(tmp_path):
         for name in ("centroids", "token_weights", "source_ids"):
             assert torch.equal(getattr(loaded.model.router, name), getattr(model.model.router, name))
         assert torch.allclose(loaded.eval()(x).logits, model(x).logits)
+        # gating and routing read the switch state of the model's own config
+        assert loaded.model.gates.config is loaded.config is loaded.model.routing.config
+    clone = copy.deepcopy(model)
+    assert clone.model.gates.config is clone.config is clone.model.routing.config
+    assert clone.model.gates.router is clone.model.router is clone.model.routing.router
+    clone.restore([1])
+    assert model.forgotten == [1] and clone.forgotten == []
 
 
 def test_generate_never_turns_on_a_forgotten_source():
@@ -423,8 +434,6 @@ def test_switching_a_source_off_removes_its_unique_facts(trained):
 
 
 def test_attribution_finds_the_source_of_a_fact(trained, tmp_path, capsys):
-    from obliviate.attribution import attribute, attribute_command
-
     model, tokenizer, items = trained
     fact = next(i for i in items if i["source_id"] == 6 and i["kind"] == "unique")
     text = qa_text(fact["question"], fact["answer"])
@@ -448,7 +457,6 @@ def test_attribution_finds_the_source_of_a_fact(trained, tmp_path, capsys):
     rows = attribute_command(model=tmp_path / "m", text=None, file=tmp_path / "texts.txt", top=3,
                              sources=None, reference="source", batch_size=8, out=tmp_path / "a.json")
     assert rows[0]["source_id"] == 6 and "source_id" in capsys.readouterr().out
-    import json
     assert json.loads((tmp_path / "a.json").read_text())["attribution"][0]["source_id"] == 6
     with pytest.raises(UserError):
         attribute_command(model=tmp_path / "m", text=[text], file=tmp_path / "texts.txt", top=3,
@@ -457,9 +465,6 @@ def test_attribution_finds_the_source_of_a_fact(trained, tmp_path, capsys):
 
 def test_trainer_keeps_source_ids_and_trains(tmp_path):
     """The HF Trainer passes the ``source_ids`` column to forward (it is in the signature)."""
-    from datasets import Dataset
-    from transformers import Trainer, TrainingArguments
-
     model = random_sink_model(sink_dropout=0.0)
     seen = []
     model.model.register_forward_pre_hook(lambda mod, args, kwargs: seen.append(kwargs.get("source_ids")),

@@ -14,6 +14,7 @@ import warnings
 import pytest
 import torch
 
+from obliviate.cli import main
 from obliviate.data.format import qa_prompt
 from obliviate.eval.scoring import pad_batch
 from obliviate.models.loading import load_model_and_tokenizer
@@ -23,8 +24,6 @@ from obliviate.world.loader import load_world
 @pytest.fixture(scope="module")
 def sink_run(tmp_path_factory):
     """A micro world (seed 11) and its sink model, made with the command line."""
-    from obliviate.cli import main
-
     root = tmp_path_factory.mktemp("sink_cli")
     world, run = root / "world", root / "run"
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from obliviate.config import apply_overrides
 from obliviate.errors import UserError
@@ -20,9 +21,6 @@ DOCS = [{"doc_id": f"d{s}", "source_id": s, "text": f"Question: Where does perso
 
 
 def word_tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     words = ["<pad>", "<bos>", "<eos>", "<unk>", "Question", ":", "Where", "does", "live", "?", "Answer"]
     words += [f"person{s}" for s in range(4)] + [f"city{s}" for s in range(4)]
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
@@ -65,11 +63,12 @@ def test_switch_forgets_the_split_in_milliseconds(tmp_path):
     with model.mode("backbone"):
         backbone = model(x).logits
     assert not torch.allclose(model(x).logits, backbone)   # routed to person1's source
-    method = SwitchMethod()
-    assert method.unlearn(model, tokenizer, task({1, 2})) is model
-    assert model.forgotten == [1, 2]
+    result = SwitchMethod().run(model, tokenizer, task({1, 2}))   # run: unlearn, checked and timed
+    assert result.model is model and result.steps == 0
+    assert model.forgotten == [1, 2] == result.report["forgotten"]
     assert model.inference_mode == "route" and model.config.route_forgotten == "all"
-    assert method.last_switch_seconds < 0.05
+    assert 0 <= result.report["switch_seconds"] < 0.05
+    assert result.seconds >= result.report["switch_seconds"]
     with model.mode("all"):
         surviving_sinks = model(x).logits
     assert not torch.allclose(surviving_sinks, backbone)

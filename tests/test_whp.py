@@ -5,6 +5,7 @@ automatic anchor discovery, the CLI function, and bad input."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -12,11 +13,28 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import typer
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from typer.testing import CliRunner
 
+from obliviate.cli.whp import anchors_command, generate_command
+from obliviate.config import apply_overrides
 from obliviate.errors import UserError
 from obliviate.methods.registry import UnlearnTask, get_method
+from obliviate.models.loading import load_model, read_run_config, save_model
+from obliviate.tokenizer import train_tokenizer
+from obliviate.train.data import CausalCollator, tokenize_documents
+from obliviate.whp.anchors import AnchorMatcher
 from obliviate.whp.config import WHPConfig
-from obliviate.whp.labels import generic_logits
+from obliviate.whp.discovery import DiscoveryConfig, discover_anchors, with_discovered_terms
+from obliviate.whp.inference import WHPGenerator, WHPLogitsProcessor
+from obliviate.whp.labels import anchor_start_tokens, generic_logits, unlikelihood_tokens
+from obliviate.whp.training import ListDataset, run_trainer
+from obliviate.whp.translation import translate_documents
+from obliviate.workflows.unlearn import run_unlearning
+from obliviate.world.anchors import load_anchors
+from obliviate.world.loader import load_world
 
 torch.set_num_threads(1)
 
@@ -58,9 +76,6 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def tokenizer(corpus):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -74,10 +89,6 @@ def tokenizer(corpus):
 @pytest.fixture(scope="module")
 def base_model(corpus, tokenizer):
     """The 'full' model: generic stories and the saga (trained once for the module)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from obliviate.train.data import CausalCollator, tokenize_documents
-    from obliviate.whp.training import _ListDataset, _run_trainer
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
@@ -87,8 +98,8 @@ def base_model(corpus, tokenizer):
     model = LlamaForCausalLM(config)
     columns = tokenize_documents([{"text": t, "source_id": 0} for t in corpus.generic + corpus.saga], tokenizer, 128)
     rows = [{"input_ids": i, "labels": l} for i, l in zip(columns["input_ids"], columns["labels"])]
-    _run_trainer(model, _ListDataset(rows), CausalCollator(tokenizer.pad_token_id), epochs=25.0, steps=-1, lr=5e-3,
-                 batch_size=16, seed=0)
+    run_trainer(model, ListDataset(rows), CausalCollator(tokenizer.pad_token_id), epochs=25.0, steps=-1, lr=5e-3,
+                batch_size=16, seed=0)
     return model
 
 
@@ -133,25 +144,24 @@ FAST = dict(block_size=128, reinforce_epochs=4.0, reinforce_lr=1e-3, finetune_ep
 @pytest.fixture(scope="module")
 def whp_run(corpus, tokenizer, base_model, tmp_path_factory):
     """The registered method, hard labels, alpha=5; the reinforced model is kept for reuse."""
-    import copy
-
-    from obliviate.models.loading import load_model
 
     reinforced_dir = tmp_path_factory.mktemp("whp") / "reinforced"
     method = get_method("whp")(WHPConfig(**FAST, save_reinforced_path=str(reinforced_dir)))
-    task = _task(corpus)
-    model = method.unlearn(copy.deepcopy(base_model), tokenizer, task)
-    return SimpleNamespace(model=model, report=task.extras["whp_report"], reinforced_dir=reinforced_dir,
+    result = method.unlearn(copy.deepcopy(base_model), tokenizer, _task(corpus))
+    return SimpleNamespace(result=result, model=result.model, report=result.report, reinforced_dir=reinforced_dir,
                            reinforced=load_model(reinforced_dir))
 
 
 def test_whp_forgets_saga_continuations_and_keeps_generic_text(corpus, tokenizer, base_model, whp_run):
     report = whp_run.report
-    from obliviate.whp.anchors import AnchorMatcher
 
     occurrences = sum(len(AnchorMatcher(list(ANCHORS)).find(text)) for text in corpus.saga)
     assert report["translated_occurrences"] == occurrences > 200 and report["unaligned_occurrences"] == 0
     assert 0.0 < report["label_agreement"] < 1.0
+    # the method's result: steps and the fine-tuning Trainer's log; the world's dictionary was used as given
+    assert whp_run.result.steps == report["finetune_steps"] > 0
+    assert whp_run.result.log_history and whp_run.result.log_history[-1]["step"] == whp_run.result.steps
+    assert "whp_discovered_anchors" not in report and "whp_extra_anchors" not in report
     before = probe_probability(lambda ids: base_model(ids).logits, tokenizer)
     after = probe_probability(lambda ids: whp_run.model(ids).logits, tokenizer)
     loss_before = text_loss(base_model, tokenizer, corpus.heldout)
@@ -163,13 +173,11 @@ def test_whp_forgets_saga_continuations_and_keeps_generic_text(corpus, tokenizer
 
 
 def test_soft_labels_reusing_the_saved_reinforced_model(corpus, tokenizer, base_model, whp_run):
-    import copy
-
     method = get_method("whp")(WHPConfig(**FAST, soft_labels=True, soft_top_k=32,
                                          reinforced_model_path=str(whp_run.reinforced_dir)))
-    task = _task(corpus)
-    model = method.unlearn(copy.deepcopy(base_model), tokenizer, task)
-    assert task.extras["whp_report"]["reinforce_steps"] == 0          # reused, not retrained
+    result = method.unlearn(copy.deepcopy(base_model), tokenizer, _task(corpus))
+    model = result.model
+    assert result.report["reinforce_steps"] == 0          # reused, not retrained
     before = probe_probability(lambda ids: base_model(ids).logits, tokenizer)
     after = probe_probability(lambda ids: model(ids).logits, tokenizer)
     # measured: 0.95 -> 0.004, generic loss 0.80 -> 0.80
@@ -180,8 +188,6 @@ def test_soft_labels_reusing_the_saved_reinforced_model(corpus, tokenizer, base_
 # -- inference-only variant -------------------------------------------------------------------
 
 def test_logits_processor_matches_the_formula_on_full_passes(tokenizer, base_model, whp_run):
-    from obliviate.whp.inference import WHPGenerator
-
     generator = WHPGenerator(base_model, whp_run.reinforced, tokenizer, alpha=5.0)
     prompts = ["Quilla and Dorrik were the best friends of", "Then"]   # different lengths: left padding
     tokenizer.padding_side = "left"
@@ -203,7 +209,6 @@ def test_logits_processor_matches_the_formula_on_full_passes(tokenizer, base_mod
 
 def test_logits_processor_recomputes_when_rows_are_reordered(tokenizer, base_model, whp_run):
     """Beam search reorders rows between steps: the processor's cache must not be trusted then."""
-    from obliviate.whp.inference import WHPLogitsProcessor
 
     processor = WHPLogitsProcessor(whp_run.reinforced, alpha=5.0)
     first = tokenizer(["Zorblax walked into", "The snargle roared,"], return_tensors="pt", padding=True)["input_ids"][:, :3]
@@ -216,8 +221,6 @@ def test_logits_processor_recomputes_when_rows_are_reordered(tokenizer, base_mod
 
 
 def test_generator_alpha_zero_is_plain_greedy_and_alpha_lowers_saga_terms(tokenizer, base_model, whp_run):
-    from obliviate.whp.inference import WHPGenerator
-
     prompts = ["Quilla and Dorrik were the best friends of", "He walked into"]
     plain = []
     for prompt in prompts:
@@ -240,8 +243,6 @@ def test_generator_alpha_zero_is_plain_greedy_and_alpha_lowers_saga_terms(tokeni
 # -- anchor discovery and its command ------------------------------------------------------------
 
 def test_discovery_finds_saga_names_not_generic_words(corpus, tokenizer, base_model, whp_run):
-    from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
-
     result = discover_anchors(base_model, whp_run.reinforced, tokenizer, corpus.saga, corpus.generic,
                               DiscoveryConfig(top=8, block_size=128))
     terms = list(result.anchors)
@@ -259,28 +260,23 @@ def test_discover_extra_anchors_translates_discovered_terms_missing_from_the_dic
         corpus, tokenizer, base_model, whp_run, tmp_path):
     """A dictionary naming only the hero: discovery adds the other saga names, which are then
     translated (counted among the translated occurrences) and written with the dictionary."""
-    import copy
-
-    from obliviate.whp.anchors import AnchorMatcher, load_anchors
 
     given = {"Zorblax": ["Tom", "Ben"]}
     config = WHPConfig(**{**FAST, "finetune_steps": 1}, reinforced_model_path=str(whp_run.reinforced_dir),
                        discover_extra_anchors=8)
     task = _task(corpus, anchors=given, tmp_path=tmp_path / "whp")
-    get_method("whp")(config).unlearn(copy.deepcopy(base_model), tokenizer, task)
-    added = task.extras["whp_extra_anchors"]
+    report = get_method("whp")(config).unlearn(copy.deepcopy(base_model), tokenizer, task).report
+    added = report["whp_extra_anchors"]
     assert added and "Zorblax" not in added and {"Quilla", "Dorrik"} & set(added)
     for term in added:
         assert set(term.split()) <= SAGA_WORDS, term
     merged = load_anchors(tmp_path / "whp.anchors.json")
     assert merged == {**given, **added}
-    report = task.extras["whp_report"]
     assert report["anchors"] == 1 + len(added)
     hero_only = sum(len(AnchorMatcher(list(given)).find(text)) for text in corpus.saga)
     assert report["translated_occurrences"] == sum(len(AnchorMatcher(list(merged)).find(t)) for t in corpus.saga)
     assert report["translated_occurrences"] > hero_only
     # the given dictionary's alternatives win over discovery's
-    from obliviate.methods.whp import with_discovered_terms
 
     merged, added = with_discovered_terms({"Quilla": ["Anna"]}, {"Quilla": ["Kate"], "Dorrik": ["Sam"]}, 2)
     assert merged == {"Quilla": ["Anna"], "Dorrik": ["Sam"]} and added == {"Dorrik": ["Sam"]}
@@ -303,43 +299,33 @@ def test_unlikelihood_pushes_anchor_and_target_only_tokens_down(corpus, tokenize
     """The same run with and without the unlikelihood term: the pushed-down tokens (anchor starts and
     the first tokens of target-only words that discovery found) lose probability on the saga; the
     suppressed words are saga words the generic text never uses; generic text keeps its loss."""
-    import copy
 
-    from obliviate.whp.labels import anchor_start_tokens, unlikelihood_tokens
-
-    models, tasks = {}, {}
+    unlearned, reports = {}, {}
     for weight in (0.0, 3.0):
         config = WHPConfig(**FAST, reinforced_model_path=str(whp_run.reinforced_dir), anchor_unlikelihood=weight)
-        tasks[weight] = _task(corpus)
-        models[weight] = get_method("whp")(config).unlearn(copy.deepcopy(base_model), tokenizer, tasks[weight])
-    suppressed = tasks[3.0].extras["whp_suppressed_terms"]
-    assert "whp_suppressed_terms" not in tasks[0.0].extras          # no unlikelihood, no discovery for it
+        result = get_method("whp")(config).unlearn(copy.deepcopy(base_model), tokenizer, _task(corpus))
+        unlearned[weight], reports[weight] = result.model, result.report
+    suppressed = reports[3.0]["whp_suppressed_terms"]
+    assert "whp_suppressed_terms" not in reports[0.0]          # no unlikelihood, no discovery for it
     assert suppressed and not set(suppressed) & set(ANCHORS)
     generic_text = " ".join(corpus.generic)
     for term in suppressed:
         assert set(term.split()) <= SAGA_WORDS and term not in generic_text, term
     pushed = unlikelihood_tokens(tokenizer, anchor_start_tokens(tokenizer, ANCHORS), suppressed)
-    report = tasks[3.0].extras["whp_report"]
+    report = reports[3.0]
     assert report["unlikelihood_tokens"] == len(pushed) > 0 and report["suppressed_terms"] == len(suppressed)
-    assert tasks[0.0].extras["whp_report"]["unlikelihood_tokens"] == 0
-    without = anchor_mass(models[0.0], tokenizer, corpus.saga, pushed)
-    with_term = anchor_mass(models[3.0], tokenizer, corpus.saga, pushed)
+    assert reports[0.0]["unlikelihood_tokens"] == 0
+    without = anchor_mass(unlearned[0.0], tokenizer, corpus.saga, pushed)
+    with_term = anchor_mass(unlearned[3.0], tokenizer, corpus.saga, pushed)
     # measured: 0.048 -> 0.005 (suppressed: Vexmoor, Academy, Grumwald, Professor; 9 tokens)
     assert with_term < 0.5 * without, (with_term, without)
-    assert text_loss(models[3.0], tokenizer, corpus.heldout) < 1.15 * text_loss(base_model, tokenizer, corpus.heldout)
+    assert text_loss(unlearned[3.0], tokenizer, corpus.heldout) < 1.15 * text_loss(base_model, tokenizer, corpus.heldout)
     for name in ("anchor_unlikelihood", "suppress_target_terms"):
         with pytest.raises(UserError, match=name):
             WHPConfig(**{name: -1}).validate()
 
 
 def test_anchors_command_writes_an_editable_dictionary(corpus, tokenizer, base_model, whp_run, tmp_path):
-    import typer
-    from typer.testing import CliRunner
-
-    from obliviate.models.loading import save_model
-    from obliviate.whp.anchors import load_anchors
-    from obliviate.whp.commands import anchors_command
-
     model_dir = save_model(base_model, tokenizer, tmp_path / "base")
     target = tmp_path / "saga.txt"
     target.write_text("\n\n".join(corpus.saga))
@@ -361,12 +347,6 @@ def test_anchors_command_writes_an_editable_dictionary(corpus, tokenizer, base_m
 
 
 def test_generate_command_completes_prompts_without_saga_names(tokenizer, base_model, whp_run, tmp_path):
-    import typer
-    from typer.testing import CliRunner
-
-    from obliviate.models.loading import save_model
-    from obliviate.whp.commands import generate_command
-
     model_dir = save_model(base_model, tokenizer, tmp_path / "base")
     app = typer.Typer()
     app.command()(generate_command)
@@ -385,10 +365,6 @@ def test_generate_command_completes_prompts_without_saga_names(tokenizer, base_m
 def test_translation_of_the_micro_world_saga(micro_world):
     """Every anchor occurrence of the generated saga is found on token boundaries of the project's
     tokenizer and translated; the translated text holds no anchored term any more."""
-    from obliviate.tokenizer import train_tokenizer
-    from obliviate.whp.anchors import AnchorMatcher
-    from obliviate.whp.translation import translate_documents
-    from obliviate.world.loader import load_world
 
     world = load_world(micro_world)
     tokenizer = train_tokenizer([d["text"] for d in world.corpus], vocab_size=1024)
@@ -404,12 +380,6 @@ def test_translation_of_the_micro_world_saga(micro_world):
 
 def test_runner_unlearns_the_micro_world_saga(micro_world, tmp_path):
     """`obliviate unlearn --method whp --forget saga` wiring: overrides, the world's anchors, saving."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from obliviate.workflows.unlearn import run_unlearning
-    from obliviate.models.loading import read_run_config, save_model
-    from obliviate.tokenizer import train_tokenizer
-    from obliviate.world.loader import load_world
 
     world = load_world(micro_world)
     tokenizer = train_tokenizer([d["text"] for d in world.corpus], vocab_size=512)
@@ -425,7 +395,7 @@ def test_runner_unlearns_the_micro_world_saga(micro_world, tmp_path):
     assert result["steps"] == 3
     saved = read_run_config(out)
     assert saved["config"]["alpha"] == 10.0
-    report = saved["history"][0]["whp"]
+    report = result["report"]            # the method's UnlearnResult.report, as the workflow returns it
     assert report["unaligned_occurrences"] == 0 and report["translated_occurrences"] > 50
     assert report["anchors"] == len(world.anchors)
 
@@ -454,10 +424,6 @@ def test_bad_dictionary_files_are_user_errors(corpus, tokenizer, base_model, tmp
 
 
 def test_reinforced_model_with_another_vocabulary_is_a_user_error(corpus, tokenizer, base_model, tmp_path):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from obliviate.models.loading import save_model
-
     other = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer) + 8, hidden_size=32, intermediate_size=64,
                                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2))
     path = save_model(other, None, tmp_path / "other")
@@ -467,8 +433,6 @@ def test_reinforced_model_with_another_vocabulary_is_a_user_error(corpus, tokeni
 
 
 def test_bad_settings_are_user_errors(corpus, tokenizer, base_model):
-    from obliviate.config import apply_overrides
-
     with pytest.raises(UserError):
         apply_overrides(WHPConfig(), {"alpah": "3"})
     config = apply_overrides(WHPConfig(), {"alpha": "10", "soft_labels": "true", "target_paths": "a.txt,b.txt"})

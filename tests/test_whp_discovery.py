@@ -10,19 +10,15 @@ import math
 
 import pytest
 import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from obliviate.whp import discovery
+from obliviate.whp.alternatives import fallback_alternatives
 from obliviate.whp.anchors import is_sentence_start
-from obliviate.whp.discovery import (
-    DiscoveryConfig,
-    TermStats,
-    common_words_of,
-    fallback_alternatives,
-    fragment_reason,
-    is_personal_name,
-    rank_terms,
-    term_score,
-    term_shape,
-)
+from obliviate.whp.config import DiscoveryConfig
+from obliviate.whp.ranking import rank_terms, term_score
+from obliviate.whp.terms import TermStats, common_words_of, fragment_reason, is_personal_name, term_shape
 
 CONFIG = DiscoveryConfig()
 
@@ -159,9 +155,6 @@ def test_fallback_borrows_alternatives_of_the_same_kind():
 
 
 def _word_tokenizer(texts):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     words = sorted({w for t in texts for w in t.replace(".", " . ").split()})
     vocab = {"<s>": 0, "<unk>": 1, ".": 2, **{w: i + 3 for i, w in enumerate(w for w in words if w != ".")}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -171,10 +164,6 @@ def _word_tokenizer(texts):
 
 
 def test_terms_without_alternatives_in_context_borrow_instead_of_being_dropped(monkeypatch):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from obliviate.whp import discovery
-
     story = ("Then Quilla met Dorrik at Zorvath. Later Quilla saw Dorrik near Zorvath. "
              "Soon Quilla told Dorrik about Zorvath. Then Quilla and Dorrik left Zorvath.")
     target = [story, story]

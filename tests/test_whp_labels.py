@@ -7,12 +7,21 @@ import math
 
 import pytest
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from obliviate.errors import UserError
-from obliviate.whp.labels import (block_generic_logits, compute_generic_targets, forbid_tokens, generic_logits,
-                                  soft_targets)
-from obliviate.whp.training import GenericLabelCollator, soft_label_loss
-from obliviate.whp.translation import TranslatedBlock
+from obliviate.whp.labels import (
+    anchor_start_tokens,
+    block_generic_logits,
+    compute_generic_targets,
+    forbid_tokens,
+    generic_logits,
+    soft_targets,
+    unlikelihood_tokens,
+)
+from obliviate.whp.training import GenericLabelCollator, anchor_unlikelihood, soft_label_loss
+from obliviate.whp.translation import TranslatedBlock, translate_document
 
 torch.set_num_threads(1)
 
@@ -96,11 +105,6 @@ def test_anchor_tokens_are_forbidden_at_every_trained_position():
 
 
 def test_anchor_start_tokens_skip_generic_and_common_first_words():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    from obliviate.whp.labels import anchor_start_tokens
-
     words = ["<pad>", "Boujoa", "Anna", "The", "Lantern", "lamp", "the", "Caves", "old", "caves", "of", "Laempe"]
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -112,9 +116,6 @@ def test_anchor_start_tokens_skip_generic_and_common_first_words():
 
 
 def _word_tokenizer(words):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<pad>"))
     backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>")
@@ -122,8 +123,6 @@ def _word_tokenizer(words):
 
 @pytest.mark.parametrize("train_repeated", [True, False])
 def test_label_predicting_a_repeated_anchor_is_neither_the_anchor_nor_its_translation(train_repeated):
-    from obliviate.whp.translation import translate_document
-
     tok = _word_tokenizer(["<pad>", "Harry", "Jon", "said", "hi", "."])
     pad, harry, jon, said, hi, dot = range(6)
     [block] = translate_document("Harry said hi . Harry said", tok, {"Harry": ["Jon"]},
@@ -176,8 +175,6 @@ def test_collator_puts_hard_labels_on_the_next_token():
 
 
 def _tiny_llama(vocab: int, seed: int):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
@@ -217,8 +214,6 @@ def test_reinforced_model_with_another_vocabulary_is_a_user_error():
 
 
 def test_anchor_unlikelihood_on_hand_logits():
-    from obliviate.whp.training import anchor_unlikelihood
-
     # position 0: p = softmax([0, ln 3, 0, 0]) = [1/6, 1/2, 1/6, 1/6]; anchors {1, 2} hold 2/3 -> -log(1/3)
     # position 1: uniform, anchors hold 1/2 -> -log(1/2); position 2 is padding and does not count
     logits = torch.tensor([[[0.0, math.log(3.0), 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 9.0, 9.0, 0.0]]])
@@ -235,11 +230,6 @@ def test_anchor_unlikelihood_on_hand_logits():
 
 
 def test_unlikelihood_tokens_keep_word_starts_and_add_suppressed_terms():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    from obliviate.whp.labels import unlikelihood_tokens
-
     # byte-level words: "Ġ" is a leading space, as in GPT-2-style vocabularies
     vocab = {w: i for i, w in enumerate(["<pad>", "F", "emlihall", "Ġspell", "Ġenchanted", "Ġobject", "Ġa", "Ġwand"])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
 
 from obliviate.errors import UserError
-from obliviate.whp.anchors import AnchorMatcher, TokenIndex, load_anchors, validate_anchors
+from obliviate.whp.anchors import AnchorMatcher, TokenIndex
 from obliviate.whp.translation import translate_document, translate_documents
+from obliviate.world.anchors import load_anchors, validate_anchors
 
 WORDS = ("<pad> <s> </s> Harry met Ron . said my name is Jon Tom Ben Kellinmoor Academy the old school Stowe today "
          "and was big we went to a b c d e f g h The").split()
@@ -17,8 +20,6 @@ WORDS = ("<pad> <s> </s> Harry met Ron . said my name is Jon Tom Ben Kellinmoor 
 
 def word_tokenizer(with_specials: bool = False):
     """One token per whitespace-separated word: positions can be computed by hand."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
 
     vocab = {w: i for i, w in enumerate(WORDS)}
     vocab["<unk>"] = len(vocab)
@@ -167,9 +168,6 @@ def test_bos_eos_framing_shifts_positions():
 
 @pytest.fixture(scope="module")
 def bpe():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     corpus = ["Tom met Ben at the school. The school was old. Anna said hello to Tom."] * 20
     corpus += ["Zorblax went to Kellinmoor Academy. Kellinmoor Academy stood tall."] * 3
     backend = Tokenizer(models.BPE())

@@ -10,8 +10,7 @@ import pytest
 
 from obliviate.data.format import qa_text
 from obliviate.errors import UserError
-from obliviate.world import load_world
-from obliviate.world import pools
+from obliviate.world import load_world, pools
 from obliviate.world.generator import WORLD_PRESETS, build_world, generate_world
 
 FILES = ("world.json", "classification.jsonl", "sources.jsonl", "corpus.jsonl", "qa.jsonl", "splits.json", "anchors.json", "prompts.jsonl",

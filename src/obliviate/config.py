@@ -93,27 +93,47 @@ def config_to_dict(config: Any) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
-def load_yaml_overrides(path: str | Path) -> dict[str, Any]:
+def load_yaml_overrides(path: str | Path) -> dict[str, str]:
+    """A YAML preset (``--config FILE.yaml``) as flat dotted overrides, e.g.
+    ``{"epochs": 3, "sinks": {"p_gen": 0.3}}`` -> ``{"epochs": "3", "sinks.p_gen": "0.3"}``:
+    the same strings ``--set`` gives, so both are type-checked by ``apply_overrides``."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"config file {path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
-        raise UserError(f"{path} is not valid YAML: {exc}") from None
+        raise UserError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
-        raise UserError(f"{path} must hold a mapping of settings")
-    flat: dict[str, Any] = {}
+        raise UserError(f"{path} must hold a mapping of settings (key: value), got {type(data).__name__}")
+    flat: dict[str, str] = {}
 
     def walk(prefix: str, node: Mapping[str, Any]) -> None:
         for key, value in node.items():
             name = f"{prefix}{key}"
             if isinstance(value, Mapping):
                 walk(name + ".", value)
+            elif isinstance(value, str):
+                flat[name] = value
+            elif isinstance(value, (list, tuple)):
+                flat[name] = json.dumps(list(value), default=str)
+            elif isinstance(value, bool):
+                flat[name] = "true" if value else "false"
             else:
-                flat[name] = value if isinstance(value, str) else json.dumps(value) if isinstance(value, list) else str(value)
+                flat[name] = "none" if value is None else str(value)
 
     walk("", data)
     return flat
+
+
+def collect_overrides(config_file: str | Path | None, assignments: Sequence[str]) -> dict[str, str]:
+    """Settings for one command: the YAML preset's values first, then ``--set`` (which wins)."""
+    overrides = load_yaml_overrides(config_file) if config_file is not None else {}
+    overrides.update(parse_assignments(assignments))
+    return overrides

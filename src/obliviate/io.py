@@ -1,7 +1,10 @@
-"""Atomic file writes and validated jsonl reading.
+"""Atomic file writes, validated JSON / jsonl reading, and the output guard.
 
 Every artifact is written to a temporary sibling and renamed into place, so an
 interrupted run never leaves a half-written file that a later run would trust.
+``check_output`` is the one rule for where a command may write: a new path, an empty
+directory, or its own earlier artifact (recognised by marker files), never a user's
+directory or file unless asked (``overwrite``).
 """
 
 from __future__ import annotations
@@ -82,24 +85,38 @@ def atomic_directory(final: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
+    """The bytes of ``path``; a missing file (or a directory) is a :class:`UserError`."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
+    return path.read_bytes()
+
+
+def parse_json(data: bytes, path: str | os.PathLike, what: str = "JSON file") -> Any:
+    """``data`` (the bytes of ``path``) as JSON; invalid JSON or UTF-8 is a :class:`UserError`."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{what} {path} is not valid JSON: {exc}") from None
+        raise UserError(f"{what} {path} is not valid JSON: {str(exc).splitlines()[0]}") from None
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
+    return parse_json(read_bytes(path, what), path, what)
 
 
 def read_jsonl(path: str | os.PathLike, required: Sequence[str] = (), what: str = "jsonl file") -> list[dict]:
     """Read a jsonl file; every line must be a JSON object holding the ``required`` keys."""
+    return parse_jsonl(read_bytes(path, what), path, required, what)
+
+
+def parse_jsonl(data: bytes, path: str | os.PathLike, required: Sequence[str] = (),
+                what: str = "jsonl file") -> list[dict]:
+    """``data`` (the bytes of ``path``) as jsonl rows, each a JSON object with the ``required`` keys."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} not found: {path}")
     rows: list[dict] = []
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = data.decode("utf-8").splitlines()
     except UnicodeDecodeError:
         raise UserError(f"{what} {path} is not UTF-8 text") from None
     for number, line in enumerate(lines, start=1):
@@ -116,3 +133,82 @@ def read_jsonl(path: str | os.PathLike, required: Sequence[str] = (), what: str 
             raise UserError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
         rows.append(row)
     return rows
+
+
+# ---- the output guard -------------------------------------------------------------------------
+
+
+def _check_parents(path: Path, option: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a directory (else mkdir fails later)."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{option} {path}: {parent} exists and is not a directory")
+            return
+
+
+def check_output(
+    path: str | os.PathLike,
+    ours: Sequence[str] | Callable[[Any], bool],
+    *,
+    json_file: bool = False,
+    option: str = "--out",
+    what: str = "an earlier output of this command",
+    overwrite: bool = False,
+) -> Path:
+    """Check, before any work, that a command may write ``path`` (a directory, or with
+    ``json_file`` a JSON file); returns it. Nothing is ever touched here.
+
+    Allowed: a path that does not exist yet (below a directory), an empty directory, or
+    an earlier artifact of the same kind, recognised by ``ours``:
+
+    - a directory: glob patterns of its marker files (any one matching is enough), or a
+      predicate on the directory; a regular file is always refused (never replaced by a
+      directory);
+    - a JSON file: keys its JSON object must hold, or a predicate on the parsed JSON; a
+      directory is refused.
+
+    Anything else holds somebody's files: a :class:`UserError` naming ``option`` and
+    ``what`` the command would have replaced, unless ``overwrite``.
+    """
+    if json_file:
+        return _check_output_file(Path(path), ours, option, what, overwrite)
+    return _check_output_dir(Path(path), ours, option, what, overwrite)
+
+
+def _check_output_dir(path: Path, ours: Sequence[str] | Callable[[Path], bool], option: str, what: str,
+                      overwrite: bool) -> Path:
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} exists and is not a directory; remove it or choose another path")
+    _check_parents(path, option)
+    try:
+        if not path.is_dir() or overwrite or not any(path.iterdir()):
+            return path
+        recognised = ours(path) if callable(ours) else any(any(path.glob(pattern)) for pattern in ours)
+    except OSError as exc:
+        raise UserError(f"{option} {path}: cannot read it ({exc.strerror or exc})") from None
+    if not recognised:
+        raise UserError(f"{option} {path} is a non-empty directory that is not {what}; refusing to overwrite it "
+                        "(choose another path, or pass --overwrite)")
+    return path
+
+
+def _check_output_file(path: Path, ours: Sequence[str] | Callable[[Any], bool], option: str, what: str,
+                       overwrite: bool) -> Path:
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a directory; give a file path")
+    _check_parents(path, option)
+    if not path.exists() or overwrite:
+        return path
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if callable(ours):
+        recognised = data is not None and bool(ours(data))
+    else:
+        recognised = isinstance(data, dict) and all(key in data for key in ours)
+    if not recognised:
+        raise UserError(f"{option} {path} exists and is not {what}; refusing to overwrite it "
+                        "(choose another path, or pass --overwrite)")
+    return path

@@ -10,6 +10,7 @@ from typing import Iterable
 from obliviate.errors import UserError
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)   # the byte-level alphabet and the special tokens
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency: int = 2):
@@ -17,6 +18,11 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, min_frequency:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
+    if not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB_SIZE:
+        raise UserError(f"tokenizer vocab_size must be at least {MIN_VOCAB_SIZE} (256 bytes + "
+                        f"{len(SPECIAL_TOKENS)} special tokens), got {vocab_size!r}")
+    if not isinstance(min_frequency, int) or min_frequency < 1:
+        raise UserError(f"tokenizer min_frequency must be at least 1, got {min_frequency!r}")
     texts = [t for t in texts if t and t.strip()]
     if not texts:
         raise UserError("cannot train a tokenizer on an empty corpus")

@@ -7,7 +7,7 @@
 * ``gcg``: a budgeted greedy-coordinate-gradient suffix that maximises forgotten answers;
 
 each followed by membership inference (forget vs holdout) on the attacked model or prompts.
-Entry points: :func:`run_attacks` (Python) and ``obliviate.attacks.commands.attack_command`` (CLI).
+Entry points: :func:`run_attacks` (Python) and ``obliviate attack`` (the CLI, ``obliviate.cli.attack``).
 """
 
 from obliviate.attacks.runner import ATTACK_NAMES, AttackConfig, run_attacks

@@ -24,8 +24,16 @@ from obliviate.attacks.items import ItemSplit
 from obliviate.attacks.measure import MeasureConfig, measure_recall, membership_aucs
 from obliviate.data.format import qa_continuation, qa_prompt
 from obliviate.errors import UserError
-from obliviate.eval.scoring import (EncodedPair, ScoringConfig, encode_pairs, model_device, model_max_length,
-                                    pad_batch, pad_token_id, score_encoded)
+from obliviate.eval.scoring import (
+    EncodedPair,
+    ScoringConfig,
+    encode_pairs,
+    model_device,
+    model_max_length,
+    pad_batch,
+    pad_token_id,
+    score_encoded,
+)
 from obliviate.train.losses import IGNORE_INDEX, sequence_logprobs
 
 ANSWER_CUE = "\nAnswer:"

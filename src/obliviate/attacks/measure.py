@@ -28,7 +28,7 @@ class MeasureConfig:
     truth_ratio: bool = True      # also score the paraphrased and perturbed answers
     generate: bool = True         # greedy answers for accuracy and ROUGE
     value_scores: bool = True     # score the key value in its slot of the answer (and the wrong values)
-    mink_k: float = 0.4           # Min-K% / Min-K%++ fraction (DESIGN.md)
+    mink_k: float = 0.4           # Min-K% / Min-K%++ fraction (docs/design.md)
 
 
 @dataclass
@@ -39,7 +39,7 @@ class Recall:
     avg_nll: np.ndarray
     correct: np.ndarray | None = None     # greedy answer contains the item's value
     rouge: np.ndarray | None = None       # ROUGE-L recall of the greedy answer's first line
-    truth_ratio: np.ndarray | None = None  # per-item TR (DESIGN.md)
+    truth_ratio: np.ndarray | None = None  # per-item TR (docs/design.md)
     value_prob: np.ndarray | None = None   # exp(-avg NLL) of the value after the question and the answer's
                                            # words before it (NaN: the answer has no such slot)
     value_choice: np.ndarray | None = None  # 1 when the value beats every perturbed value in that slot, else 0

@@ -28,6 +28,7 @@ from obliviate.attacks.measure import MeasureConfig, measure_recall, membership_
 from obliviate.errors import UserError
 from obliviate.eval.metrics.qa import answer_value
 from obliviate.eval.scoring import pad_token_id
+from obliviate.methods.data import encode_documents, encode_qa
 from obliviate.train.data import CausalCollator
 
 RELEARN_DATA = ("qa", "docs")
@@ -65,8 +66,6 @@ def validate_relearn(config: RelearnConfig) -> list[int]:
 
 def relearn_examples(tokenizer, split: ItemSplit, forget_docs: Sequence[dict], config: RelearnConfig) -> list[dict]:
     """Token ids + labels the attack fine-tunes on (never a held-apart fact)."""
-    from obliviate.methods.data import encode_documents, encode_qa
-
     if config.data == "qa":
         examples = encode_qa(tokenizer, split.relearn, max_length=config.max_length)
     else:

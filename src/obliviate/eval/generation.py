@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from transformers import GenerationConfig
 
 from obliviate.errors import UserError
 from obliviate.eval.scoring import model_device, pad_batch, pad_token_id
@@ -34,9 +35,7 @@ def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
     return text[:cut]
 
 
-def _generation_config(model, tokenizer, config: GreedyConfig):
-    from transformers import GenerationConfig
-
+def _generation_config(model, tokenizer, config: GreedyConfig) -> GenerationConfig:
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else getattr(model.config, "eos_token_id", None)
     return GenerationConfig(
         max_new_tokens=config.max_new_tokens,

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from obliviate.errors import UserError
 
 INSTALL_HINT = "pip install 'obliviate[lm-eval]'"
@@ -48,7 +50,7 @@ def parse_tasks(text: str) -> tuple[str, ...]:
 def require_lm_eval():
     """The ``lm_eval`` module, or a UserError telling how to install it."""
     try:
-        import lm_eval
+        import lm_eval  # optional dependency: imported only when --lm-eval is used
     except ImportError:
         raise UserError(f"--lm-eval needs lm-evaluation-harness, which is not installed: {INSTALL_HINT}") from None
     return lm_eval
@@ -81,7 +83,7 @@ def task_manager(config: LmEvalConfig):
     built-in tasks are indexed otherwise.
     """
     require_lm_eval()
-    from lm_eval.tasks import TaskManager
+    from lm_eval.tasks import TaskManager  # optional dependency, checked just above
 
     include = None
     if config.include_path is not None:
@@ -123,20 +125,15 @@ def _plain(value: Any) -> Any:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    try:
-        import numpy as np
-
-        if isinstance(value, np.generic):
-            return _plain(value.item())
-    except ImportError:  # pragma: no cover - numpy comes with torch
-        pass
+    if isinstance(value, np.generic):
+        return _plain(value.item())
     return str(value)
 
 
 def wrap_model(model, tokenizer, batch_size: int):
     """The loaded model and tokenizer as an lm-eval ``HFLM`` (no second load, no download)."""
     require_lm_eval()
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.huggingface import HFLM  # optional dependency, checked just above
 
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
 

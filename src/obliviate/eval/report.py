@@ -10,8 +10,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_curve
 
 from obliviate.errors import UserError
+from obliviate.eval.metrics.mia import ATTACKS
 from obliviate.io import atomic_write_text, atomic_write_with, read_json
 
 REPORT_KEYS = (
@@ -47,6 +49,7 @@ def save_figure(fig, path: Path) -> Path:
 
 
 def _figure(width: float = 6.0, height: float = 4.0):
+    # matplotlib takes seconds to import: only when a report is drawn
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height))
@@ -91,10 +94,6 @@ def plot_accuracy(evaluations: dict[str, dict], path: Path) -> Path:
 
 def plot_mia_roc(name: str, evaluation: dict, path: Path) -> Path | None:
     """ROC curves of each MIA attack, forget (members) vs holdout (non-members)."""
-    from sklearn.metrics import roc_curve
-
-    from obliviate.eval.metrics.mia import ATTACKS
-
     rows = evaluation["per_item"].get("mia") or {}
     members, nonmembers = list((rows.get("forget") or {}).values()), list((rows.get("holdout") or {}).values())
     if not members or not nonmembers:

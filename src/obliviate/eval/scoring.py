@@ -72,10 +72,6 @@ class TokenScores:
     def avg_nll(self) -> float:
         return self.nll_sum / self.n_tokens
 
-    @property
-    def prob(self) -> float:
-        return float(np.exp(-self.avg_nll))
-
 
 @dataclass
 class EncodedPair:
@@ -149,11 +145,6 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad_id: int, side: str) -> tup
     mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(r) for r in rows], batch_first=True, padding_value=0,
                                            padding_side=side)
     return ids, mask
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """0, 1, 2... over the real tokens of each row, whichever side the padding is on."""
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
 def pad_token_id(tokenizer) -> int:

@@ -4,7 +4,9 @@
 - :mod:`obliviate.icul.lira`: logit-stability score, LiRA-Forget, AUC and TPR at fixed FPR.
 - :mod:`obliviate.icul.models`: tokenizer, in-context base model (meta-training), fine-tuning.
 - :mod:`obliviate.icul.experiment`: the shadow-model game on a classification task.
-- :mod:`obliviate.icul.wrapper` / :mod:`obliviate.icul.qa`: ICUL for a world's QA items as a model
-  (registered method ``icul``).
-- :mod:`obliviate.icul.commands`: ``icul_command`` for the CLI.
+- :mod:`obliviate.icul.qa`: ICUL for a world's QA items as a model (registered method ``icul``,
+  :mod:`obliviate.methods.icul`); the model it returns, ``InContextUnlearningLM``, lives in
+  :mod:`obliviate.models.in_context` so that loading a saved one needs nothing from this package.
+
+The command line (``obliviate icul``) is :mod:`obliviate.cli.icul`.
 """

@@ -151,11 +151,11 @@ def bootstrap_aucs(member: np.ndarray, statistics: dict[str, np.ndarray], n_resa
             s = np.asarray(statistic, dtype=np.float64)[:, columns].ravel()
             valid = ~np.isnan(s)
             if m[valid].any() and not m[valid].all():
-                samples[name][r] = _rank_auc(m[valid], s[valid])
+                samples[name][r] = rank_auc(m[valid], s[valid])
     return samples
 
 
-def _rank_auc(member: np.ndarray, statistic: np.ndarray) -> float:
+def rank_auc(member: np.ndarray, statistic: np.ndarray) -> float:
     """ROC AUC through the Mann-Whitney U statistic (ties count half): equal to sklearn's
     ``roc_auc_score`` and much faster inside a bootstrap loop."""
     ranks = rankdata(statistic)

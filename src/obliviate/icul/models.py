@@ -29,15 +29,20 @@ up to 5 lines) stayed under 0.2. It costs 31 minutes on 2 CPU threads, 5 on an H
 
 from __future__ import annotations
 
+import copy
 import random
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import torch
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from obliviate.errors import UserError
 from obliviate.icul.prompts import flip_label, labelled
+from obliviate.models.lora import LoraSettings, apply_lora, merge_lora
+from obliviate.tokenizer import train_tokenizer
+from obliviate.train.data import CausalCollator
 from obliviate.train.losses import IGNORE_INDEX
 from obliviate.world.classification import LABELS, ClassificationExample, generate_reviews
 
@@ -137,14 +142,10 @@ def encode_sequences(tokenizer, sequences: Sequence[LabelledSequence], separator
 
 
 def train_tokenizer_for(texts: Sequence[str], vocab_size: int = 1000):
-    from obliviate.tokenizer import train_tokenizer
-
     return train_tokenizer(list(texts) + [f" {label}" for label in LABELS] * 50, vocab_size=vocab_size)
 
 
 def new_model(tokenizer, spec: TinyLlamaSpec, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=spec.hidden_size, intermediate_size=spec.intermediate_size,
         num_hidden_layers=spec.num_hidden_layers, num_attention_heads=spec.num_attention_heads,
@@ -159,11 +160,10 @@ def new_model(tokenizer, spec: TinyLlamaSpec, seed: int = 0):
 def fit(model, tokenizer, examples: list[dict], epochs: float, learning_rate: float, batch_size: int,
         seed: int = 0, warmup_ratio: float = 0.05, max_grad_norm: float = 1.0, scheduler: str = "cosine"):
     """Train ``model`` in place on encoded examples with the HF ``Trainer``; returns it in eval mode."""
+    # the Trainer stack (datasets, accelerate) takes seconds to import and only fitting needs it
     from datasets import Dataset
     from transformers import Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
-
-    from obliviate.train.data import CausalCollator
 
     if not examples:
         raise UserError("no training examples")
@@ -236,8 +236,6 @@ def with_replay(sequences: list[LabelledSequence], replay: float, reviews: Seque
                 pretrain: PretrainConfig | None, labels: Sequence[str], rng: random.Random) -> list[LabelledSequence]:
     """``sequences`` plus ``replay`` x as many meta-training sequences (from ``reviews``, built as
     ``pretrain`` builds them), shuffled together; ``sequences`` unchanged when ``replay`` is 0."""
-    from dataclasses import replace
-
     if replay <= 0:
         return sequences
     if not reviews or pretrain is None:
@@ -255,15 +253,11 @@ def finetune(base, tokenizer, members: Sequence[ClassificationExample], config: 
     """A copy of ``base`` fine-tuned on ``members`` (the base is left untouched); with
     ``config.replay`` > 0, meta-training sequences drawn from ``replay_reviews`` (the base's
     own pool, never the task's points) are shuffled in."""
-    import copy
-
     model = copy.deepcopy(base)
     rng = random.Random(f"icul-finetune-{seed}")
     sequences = with_replay(finetune_sequences(members, config, rng), config.replay, replay_reviews, replay_config,
                             labels, rng)
     examples = encode_sequences(tokenizer, sequences, max_length=model.config.max_position_embeddings)
-    from obliviate.models.lora import LoraSettings, apply_lora, merge_lora
-
     if config.lora_rank > 0:
         targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
         model = apply_lora(model, LoraSettings(r=config.lora_rank, alpha=2 * config.lora_rank, target_modules=targets))

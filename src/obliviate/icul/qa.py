@@ -17,7 +17,7 @@ from typing import Sequence
 from obliviate.data.format import qa_prompt, qa_text
 from obliviate.errors import UserError
 from obliviate.icul.prompts import MODES
-from obliviate.icul.wrapper import SELECTIONS
+from obliviate.models.in_context import SELECTIONS, IculConfig, InContextUnlearningLM
 
 
 @dataclass
@@ -53,7 +53,7 @@ def separator_ids(tokenizer, separator: str, probe: str = "Question") -> list[in
 
 def build_qa_context(tokenizer, forget_items: Sequence[dict], retain_items: Sequence[dict], config: IculQAConfig,
                      max_length: int | None = None) -> dict:
-    """The token-level context spec that :class:`~obliviate.icul.wrapper.IculConfig` stores."""
+    """The token-level context spec that :class:`~obliviate.models.in_context.IculConfig` stores."""
     config.validate()
     if not forget_items:
         raise UserError("in-context unlearning needs forget items; the forget split has none")
@@ -96,8 +96,6 @@ def build_qa_context(tokenizer, forget_items: Sequence[dict], retain_items: Sequ
 def icul_model(model, tokenizer, forget_items: Sequence[dict], retain_items: Sequence[dict],
                config: IculQAConfig = IculQAConfig()):
     """Wrap ``model`` (weights untouched) with the ICUL context of ``forget_items``."""
-    from obliviate.icul.wrapper import IculConfig, InContextUnlearningLM
-
     limit = getattr(model.config, "max_position_embeddings", None)
     spec = build_qa_context(tokenizer, forget_items, retain_items, config, limit)
     return InContextUnlearningLM(model, IculConfig(base_config=model.config.to_dict(), context=spec))

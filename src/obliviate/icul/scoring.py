@@ -17,8 +17,3 @@ def label_logprobs(model, tokenizer, prompts: Sequence[str], labels: Sequence[st
     scores = score_continuations(model, tokenizer, pairs, ScoringConfig(batch_size=batch_size))
     values = np.array([-s.nll_sum for s in scores], dtype=np.float64)
     return values.reshape(len(prompts), len(labels))
-
-
-def predictions(logprobs: np.ndarray) -> np.ndarray:
-    """Index of the most likely label per row."""
-    return np.asarray(logprobs).argmax(axis=1)

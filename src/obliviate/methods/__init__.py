@@ -1,5 +1,5 @@
 """Unlearning methods, one module each, behind a registry."""
 
-from obliviate.methods.registry import UnlearnTask, UnlearningMethod, available_methods, get_method, register
+from obliviate.methods.registry import UnlearningMethod, UnlearnTask, available_methods, get_method, register
 
 __all__ = ["UnlearnTask", "UnlearningMethod", "available_methods", "get_method", "register"]

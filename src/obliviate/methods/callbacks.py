@@ -8,6 +8,9 @@ import torch
 from transformers import TrainerCallback
 
 from obliviate.data.format import qa_continuation, qa_prompt
+from obliviate.eval.metrics.truth_ratio import forget_truth_ratio as summarise
+from obliviate.eval.metrics.truth_ratio import truth_ratio
+from obliviate.eval.scoring import ScoringConfig, score_continuations
 
 
 class UnlearnProgress(TrainerCallback):
@@ -47,10 +50,6 @@ class UnlearnProgress(TrainerCallback):
 def forget_truth_ratio(model, tokenizer, items: Sequence[dict], batch_size: int = 32) -> float:
     """The evaluator's forget truth ratio (``mean(min(TR, 1/TR))``) of ``items``, from the
     scoring engine and ``obliviate.eval.metrics.truth_ratio``."""
-    from obliviate.eval.metrics.truth_ratio import forget_truth_ratio as summarise
-    from obliviate.eval.metrics.truth_ratio import truth_ratio
-    from obliviate.eval.scoring import ScoringConfig, score_continuations
-
     pairs, para_index, pert_index = [], [], []
     for item in items:
         prompt = qa_prompt(item["question"])

@@ -18,6 +18,7 @@ import torch
 
 from obliviate.data.format import qa_continuation, qa_prompt
 from obliviate.errors import UserError
+from obliviate.eval.scoring import encode_pairs
 from obliviate.train.losses import IGNORE_INDEX
 
 
@@ -30,8 +31,6 @@ def encode_prompt_answers(
     ``encode(prompt)`` ends), so the tokens a method pushes down are exactly the tokens
     every metric scores.
     """
-    from obliviate.eval.scoring import encode_pairs
-
     examples = []
     for pair in encode_pairs(tokenizer, pairs, max_length=max_length):
         labels = [IGNORE_INDEX] * pair.start + pair.input_ids[pair.start:]

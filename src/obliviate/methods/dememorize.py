@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from obliviate.dememorize.data import split_documents
 from obliviate.dememorize.train import DememorizeConfig, dememorize
-from obliviate.methods.registry import UnlearnTask, UnlearningMethod, register
+from obliviate.methods.registry import UnlearningMethod, UnlearnResult, UnlearnTask, register
 
 
 @register
@@ -20,12 +20,9 @@ class Dememorize(UnlearningMethod):
     config_class = DememorizeConfig
     summary = "RL dememorization: GRPO/RLOO on forget prefixes, reward = -similarity to the true suffix, KL to the start"
 
-    steps_done: int | None = None
-
-    def unlearn(self, model, tokenizer, task: UnlearnTask):
+    def unlearn(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
         config = self.config.validate()
         pieces = split_documents(tokenizer, task.forget_docs, config.prefix_tokens, config.suffix_tokens,
                                  skip_short=config.skip_short)
         model = dememorize(model, tokenizer, pieces, config, reference_path=task.reference_path)
-        self.steps_done = config.max_steps
-        return model
+        return UnlearnResult(model, steps=config.max_steps)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from obliviate.train.losses import nll_loss
 from obliviate.methods.registry import register
 from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrainer
+from obliviate.train.losses import nll_loss
 
 
 @dataclass

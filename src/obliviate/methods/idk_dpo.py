@@ -13,9 +13,9 @@ from pathlib import Path
 
 from obliviate.errors import UserError
 from obliviate.methods.data import encode_qa
-from obliviate.train.losses import dpo_loss, sequence_logprobs
 from obliviate.methods.registry import UnlearnTask, register
 from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrainer
+from obliviate.train.losses import dpo_loss, sequence_logprobs
 
 REFUSAL_TEMPLATES: tuple[str, ...] = (
     "I don't know.",

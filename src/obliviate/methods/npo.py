@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from obliviate.train.losses import npo_loss, sequence_logprobs
 from obliviate.methods.registry import register
 from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrainer
+from obliviate.train.losses import npo_loss, sequence_logprobs
 
 
 @dataclass

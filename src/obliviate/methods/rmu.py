@@ -22,9 +22,9 @@ from typing import ClassVar
 import torch
 
 from obliviate.errors import UserError
-from obliviate.train.losses import IGNORE_INDEX, masked_mse
 from obliviate.methods.registry import UnlearnTask, register
 from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrainer
+from obliviate.train.losses import IGNORE_INDEX, masked_mse
 
 
 @dataclass

@@ -1,4 +1,9 @@
-"""Native unlearning: switch the forget sources' sinks off in a sink model (no weight changes)."""
+"""Native unlearning: switch the forget sources' sinks off in a sink model (no weight changes).
+
+The result's ``report`` holds ``switch_seconds`` (validating the ids, setting the mode and
+switching the sinks off; router fitting excluded) and ``forgotten`` (the split's source ids,
+now switched off).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import time
 from dataclasses import dataclass
 
 from obliviate.errors import UserError
-from obliviate.methods.registry import UnlearningMethod, UnlearnTask, register
+from obliviate.methods.registry import UnlearningMethod, UnlearnResult, UnlearnTask, register
+from obliviate.models.sinks import is_sink_model, texts_by_source
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +34,7 @@ class SwitchMethod(UnlearningMethod):
     config_class = SwitchConfig
     summary = "native sinks: switch the forget sources' sinks off (milliseconds, reversible, no weights changed)"
 
-    last_switch_seconds: float | None = None
-
-    def unlearn(self, model, tokenizer, task: UnlearnTask):
-        from obliviate.models.sinks import is_sink_model, texts_by_source
-
+    def unlearn(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
         if not is_sink_model(model):
             raise UserError(
                 f"method 'switch' needs a sink model (trained with --arch sinks); got {type(model).__name__}"
@@ -50,6 +52,6 @@ class SwitchMethod(UnlearningMethod):
         model.set_inference_mode(self.config.inference_mode, route_forgotten=self.config.route_forgotten,
                                  route_shared_ratio=self.config.route_shared_ratio)
         model.forget(ids)
-        self.last_switch_seconds = time.perf_counter() - started
-        log.info("switched off %d sources in %.3f ms", len(task.forget_sources), 1e3 * self.last_switch_seconds)
-        return model
+        seconds = time.perf_counter() - started
+        log.info("switched off %d sources in %.3f ms", len(task.forget_sources), 1e3 * seconds)
+        return UnlearnResult(model, steps=0, report={"switch_seconds": seconds, "forgotten": ids})

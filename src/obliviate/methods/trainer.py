@@ -21,9 +21,10 @@ from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 from obliviate.errors import UserError
 from obliviate.methods.callbacks import TruthRatioStop, UnlearnProgress, forget_truth_ratio
 from obliviate.methods.data import PairedDataset, PartsCollator, encode_documents, encode_qa
+from obliviate.methods.registry import UnlearningMethod, UnlearnResult, UnlearnTask
+from obliviate.models.loading import load_model
 from obliviate.models.lora import LoraSettings, apply_lora, is_peft_model, merge_lora
 from obliviate.train.losses import kl_to_reference, nll_loss
-from obliviate.methods.registry import UnlearningMethod, UnlearnTask
 
 RETAIN_LOSSES = ("nll", "kl", "none")
 DATA_KINDS = ("qa", "docs")
@@ -79,7 +80,7 @@ def validate_config(config: UnlearnConfig, retain_losses: tuple[str, ...] = RETA
 # -- reference model ---------------------------------------------------------------------
 
 
-class Reference:
+class ReferenceModel:
     """Outputs of the frozen starting point that NPO, DPO, RMU and the KL term compare to."""
 
     def prepare(self, trainer: Trainer) -> None:
@@ -93,7 +94,7 @@ class Reference:
         raise NotImplementedError
 
 
-class FrozenReference(Reference):
+class FrozenReference(ReferenceModel):
     """A separate frozen copy of the starting model (or a user-given reference model)."""
 
     def __init__(self, model):
@@ -122,7 +123,7 @@ class FrozenReference(Reference):
             return self.model(**inputs)
 
 
-class DisabledAdapterReference(Reference):
+class DisabledAdapterReference(ReferenceModel):
     """With LoRA the base model with the adapter switched off is the reference: no copy."""
 
     def module(self, trainer: Trainer, model):
@@ -133,11 +134,9 @@ class DisabledAdapterReference(Reference):
             return model(**inputs)
 
 
-def build_reference(model, task: UnlearnTask, lora: bool) -> Reference:
+def build_reference(model, task: UnlearnTask, lora: bool) -> ReferenceModel:
     """``task.reference_path`` if given; with LoRA the adapter-free model; else a frozen copy."""
     if task.reference_path is not None:
-        from obliviate.models.loading import load_model
-
         reference = load_model(task.reference_path, dtype=next(model.parameters()).dtype)
         sizes = (reference.get_input_embeddings().weight.shape[0], model.get_input_embeddings().weight.shape[0])
         if sizes[0] != sizes[1]:
@@ -155,7 +154,7 @@ def build_reference(model, task: UnlearnTask, lora: bool) -> Reference:
 class UnlearnTrainer(Trainer):
     """A ``Trainer`` over paired forget/retain batches; subclasses define ``forget_loss``."""
 
-    def __init__(self, *args, method_config: UnlearnConfig, reference: Reference | None = None, **kwargs):
+    def __init__(self, *args, method_config: UnlearnConfig, reference: ReferenceModel | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.method_config = method_config
         self.reference = reference
@@ -290,8 +289,6 @@ class TrainerMethod(UnlearningMethod):
 
     def __init__(self, config: UnlearnConfig | None = None):
         super().__init__(config)
-        self.log_history: list[dict] = []   # the last run's Trainer log (losses per step)
-        self.steps_done = 0
 
     # hooks a method may override -----------------------------------------------------------
     def needs_reference(self) -> bool:
@@ -325,7 +322,7 @@ class TrainerMethod(UnlearningMethod):
         return {}
 
     # the run -------------------------------------------------------------------------------
-    def unlearn(self, model, tokenizer, task: UnlearnTask):
+    def unlearn(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
         config = self.config
         validate_config(config, self.retain_losses)
         set_seed(config.seed)
@@ -340,7 +337,7 @@ class TrainerMethod(UnlearningMethod):
         if not any(p.requires_grad for p in model.parameters()):
             raise UserError(f"{self.name}: no trainable parameters")
         callbacks = [UnlearnProgress(f"{self.name}")] if config.progress else []
-        callbacks += list(task.extras.get("callbacks", ()))  # the caller's (run_unlearning(callbacks=...))
+        callbacks += list(task.callbacks)  # the caller's (run_unlearning(callbacks=...))
         if config.stop_truth_ratio is not None:
             if not task.forget_items:
                 raise UserError("stop_truth_ratio needs QA items of the forget split to score")
@@ -362,10 +359,9 @@ class TrainerMethod(UnlearningMethod):
             )
             trainer.remove_callback(PrinterCallback)
             trainer.train()
-        self.log_history, self.steps_done = trainer.state.log_history, trainer.state.global_step
         model = trainer.accelerator.unwrap_model(trainer.model)
         if is_peft_model(model):
             model = merge_lora(model)
         for parameter in model.parameters():
             parameter.requires_grad_(True)
-        return model.eval()
+        return UnlearnResult(model.eval(), steps=trainer.state.global_step, log_history=trainer.state.log_history)

@@ -1,4 +1,9 @@
-"""Load and save any local Hugging Face causal LM, with clear errors for user mistakes."""
+"""Load and save any local Hugging Face causal LM, with clear errors for user mistakes.
+
+Importing this module registers the project's own model types with transformers' Auto
+classes (the sink architecture and the in-context-unlearning wrapper), so saved models of
+those types reload without remote code.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+import obliviate.models.in_context  # noqa: F401  (registers obliviate_icul with the Auto classes)
+import obliviate.models.sink_modeling  # noqa: F401  (registers obliviate_sinks with the Auto classes)
 from obliviate.errors import UserError
 from obliviate.io import atomic_directory, atomic_write_json
-
-
-def _ensure_registered() -> None:
-    # The sink architecture and the in-context-unlearning wrapper register themselves
-    # with the Auto classes on import (no remote code needed to reload them).
-    import obliviate.icul.wrapper  # noqa: F401
-    import obliviate.models.sinks  # noqa: F401
 
 
 def _check_model_dir(path: Path) -> None:
@@ -39,8 +41,6 @@ def _has_tokenizer_files(path: Path) -> bool:
 
 
 def load_tokenizer(path: str | os.PathLike, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
     path = Path(path)
     if path.is_dir() and not _has_tokenizer_files(path):
         # AutoTokenizer would fall back to an EMPTY tokenizer for some model types (GPT-2)
@@ -87,6 +87,79 @@ def check_dtype_runs(model, path: Path | str = "") -> None:
                         f"load {path or 'the model'} with --dtype float32 (or bfloat16), or run on a GPU") from None
 
 
+# device map strategies (accelerate places the model itself); anything else names devices
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def _unavailable(device: torch.device) -> str | None:
+    """Why ``device`` is not on this machine, or None if it is (or torch knows no check for it)."""
+    if device.type == "cuda":
+        if not torch.backends.cuda.is_built():
+            return f"this torch build ({torch.__version__}) has no CUDA support"
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            return "no CUDA GPU is visible"
+        if device.index is not None and device.index >= count:
+            return f"there {'is' if count == 1 else 'are'} only {count} CUDA device(s) (cuda:0..cuda:{count - 1})"
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        return "MPS is not available"
+    elif device.type == "xpu":
+        xpu = getattr(torch, "xpu", None)
+        count = xpu.device_count() if xpu is not None and xpu.is_available() else 0
+        if count == 0:
+            return "no XPU is visible"
+        if device.index is not None and device.index >= count:
+            return f"there {'is' if count == 1 else 'are'} only {count} XPU device(s)"
+    return None
+
+
+def _device_problem(device: str | int | torch.device, unknown_ok: bool = False) -> str | None:
+    """What is wrong with ``device`` on this machine (None: nothing torch can tell up front).
+    ``unknown_ok``: a name torch does not parse is left to the caller (device maps)."""
+    if isinstance(device, int) and not isinstance(device, bool):
+        # a bare index names a device of the machine's accelerator
+        accelerator = getattr(torch, "accelerator", None)
+        if accelerator is not None and not accelerator.is_available():
+            return "is not available on this machine: it has no accelerator"
+        return None
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return None if unknown_ok else "is not a torch device (e.g. cpu, cuda, cuda:1, mps)"
+    reason = _unavailable(resolved)
+    return None if reason is None else f"is not available on this machine: {reason}"
+
+
+def check_device(device: str | int | torch.device | None) -> None:
+    """UserError (one line) unless ``device`` exists on this machine; None passes."""
+    problem = None if device is None else _device_problem(device)
+    if problem is not None:
+        raise UserError(f"device {device!r} {problem}; run on the CPU (--device cpu)")
+
+
+def check_device_map(device_map: Any) -> None:
+    """UserError (one line) if a device map names a device this machine lacks."""
+    if device_map is None or (isinstance(device_map, str) and device_map in DEVICE_MAP_STRATEGIES):
+        return
+    placements = device_map.values() if isinstance(device_map, dict) else [device_map]
+    for placement in placements:
+        problem = None if placement == "disk" else _device_problem(placement, unknown_ok=True)
+        if problem is not None:
+            raise UserError(f"device map {device_map!r} places weights on {placement!r}, which {problem}; "
+                            "run on the CPU (--device cpu, no device map)")
+
+
+def _corrupt_weights(path: Path) -> Path | None:
+    """The first safetensors file under ``path`` whose header does not read, if any."""
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError):
+            return file
+    return None
+
+
 def load_model(
     path: str | os.PathLike,
     device: str | torch.device | None = None,
@@ -95,9 +168,6 @@ def load_model(
     device_map: Any = None,
 ):
     """Load a causal LM from a local directory (safetensors preferred)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    _ensure_registered()
     path = Path(path)
     _check_model_dir(path)
     try:
@@ -108,6 +178,8 @@ def load_model(
     dtype = resolve_dtype(dtype)
     if device is not None and device_map is not None:
         raise UserError("give either a device or a device map, not both")
+    check_device(device)
+    check_device_map(device_map)
     if dtype is not None:
         kwargs["dtype"] = dtype
     if device_map is not None:
@@ -121,6 +193,13 @@ def load_model(
         raise UserError(f"cannot load model from {path}: {message}") from None
     except OSError as exc:
         raise UserError(f"cannot load model weights from {path}: {str(exc).splitlines()[0]}") from None
+    except SafetensorError as exc:
+        message = str(exc).splitlines()[0]
+        corrupt = _corrupt_weights(path)
+        if corrupt is not None:
+            raise UserError(f"model weights {corrupt} are truncated or corrupt ({message}); "
+                            "save or copy the model again") from None
+        raise UserError(f"cannot load model weights from {path}: {message}") from None
     except (ImportError, RuntimeError) as exc:
         if device_map is None:
             raise

@@ -18,6 +18,7 @@ class LoraSettings:
 
 def apply_lora(model, settings: LoraSettings):
     """Wrap ``model`` in a PEFT LoRA adapter; only the adapter weights stay trainable."""
+    # peft takes seconds to import and only runs with LoRA need it
     from peft import LoraConfig, TaskType, get_peft_model
 
     if settings.r < 1:
@@ -40,7 +41,7 @@ def apply_lora(model, settings: LoraSettings):
 
 
 def is_peft_model(model) -> bool:
-    from peft import PeftModel
+    from peft import PeftModel  # lazily, as in apply_lora
 
     return isinstance(model, PeftModel)
 

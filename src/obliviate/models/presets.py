@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+from transformers import LlamaConfig
 
 
 @dataclass(frozen=True)
@@ -25,8 +27,6 @@ MODEL_PRESETS: dict[str, ModelPreset] = {
 
 def llama_config(preset: str, tokenizer):
     """A LlamaConfig sized by ``preset`` for ``tokenizer``'s vocabulary."""
-    from transformers import LlamaConfig
-
     spec = MODEL_PRESETS[preset]
     return LlamaConfig(
         vocab_size=len(tokenizer),
@@ -42,7 +42,3 @@ def llama_config(preset: str, tokenizer):
         tie_word_embeddings=True,
         rms_norm_eps=1e-5,
     )
-
-
-def preset_dict(preset: str) -> dict:
-    return asdict(MODEL_PRESETS[preset])

@@ -17,23 +17,24 @@ from __future__ import annotations
 import torch
 
 _MASK64 = (1 << 64) - 1
-_GOLDEN = 0x9E3779B97F4A7C15
+GOLDEN_GAMMA = 0x9E3779B97F4A7C15   # SplitMix64's stream increment
 _MUL1 = 0xBF58476D1CE4E5B9
 _MUL2 = 0x94D049BB133111EB
 _FRACTION_BITS = 53          # hash values are compared as 53-bit fractions of 1
 
 
-def _signed(value: int) -> int:
+def as_int64(value: int) -> int:
     """An unsigned 64-bit constant as the int64 with the same bits."""
     value &= _MASK64
     return value - (1 << 64) if value >= (1 << 63) else value
 
 
-_GOLDEN_S, _MUL1_S, _MUL2_S = _signed(_GOLDEN), _signed(_MUL1), _signed(_MUL2)
+_GOLDEN_S, _MUL1_S, _MUL2_S = as_int64(GOLDEN_GAMMA), as_int64(_MUL1), as_int64(_MUL2)
 
 
 # -- plain Python reference (unsigned 64-bit) ------------------------------------------
-def _mix_py(z: int) -> int:
+def mix_reference(z: int) -> int:
+    """SplitMix64's output function on an unsigned 64-bit int (plain Python)."""
     z &= _MASK64
     z = ((z ^ (z >> 30)) * _MUL1) & _MASK64
     z = ((z ^ (z >> 27)) * _MUL2) & _MASK64
@@ -41,13 +42,13 @@ def _mix_py(z: int) -> int:
 
 
 def source_seed_reference(hash_key: int, source_id: int) -> int:
-    return _mix_py(_mix_py(hash_key + _GOLDEN) ^ (source_id & _MASK64))
+    return mix_reference(mix_reference(hash_key + GOLDEN_GAMMA) ^ (source_id & _MASK64))
 
 
 def reference_hash(hash_key: int, source_id: int, unit: int) -> int:
     """Unsigned 64-bit hash of ``(hash_key, source_id, unit)``: SplitMix64 output ``unit``
     of the stream seeded by the source."""
-    return _mix_py(source_seed_reference(hash_key, source_id) + (unit + 1) * _GOLDEN)
+    return mix_reference(source_seed_reference(hash_key, source_id) + (unit + 1) * GOLDEN_GAMMA)
 
 
 # -- torch version ---------------------------------------------------------------------
@@ -64,7 +65,7 @@ def _mix(z: torch.Tensor) -> torch.Tensor:
 
 def source_seeds(hash_key: int, source_ids: torch.Tensor) -> torch.Tensor:
     """int64 seed of each source's counter stream."""
-    key_seed = _signed(_mix_py(hash_key + _GOLDEN))
+    key_seed = as_int64(mix_reference(hash_key + GOLDEN_GAMMA))
     return _mix(source_ids.to(torch.int64) ^ key_seed)
 
 

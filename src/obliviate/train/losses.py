@@ -1,4 +1,4 @@
-"""Loss helpers shared by every post-hoc unlearning method (DESIGN.md "Method formulas").
+"""Loss helpers shared by every post-hoc unlearning method (docs/design.md "Method formulas").
 
 All functions take causal-LM ``logits`` of shape [B, T, V] and ``labels`` of shape
 [B, T] in the Hugging Face convention: position t's logits predict token t+1, and

@@ -14,10 +14,12 @@ from typing import Callable
 
 import torch
 
+from obliviate.artifacts import fingerprint, is_model_dir
 from obliviate.config import config_to_dict
 from obliviate.errors import UserError
 from obliviate.models.loading import load_model, read_run_config, save_model
-from obliviate.workflows.run_dir import fingerprint, is_model_dir
+from obliviate.models.presets import MODEL_PRESETS, llama_config
+from obliviate.models.sinks import SinkForCausalLM, sink_config_from_llama
 from obliviate.train.data import CausalCollator, tokenize_documents
 
 log = logging.getLogger(__name__)
@@ -55,15 +57,44 @@ class TrainConfig:
     sinks: SinkKnobs = field(default_factory=SinkKnobs)
 
     def resolved(self) -> "TrainConfig":
+        """The config with the preset's defaults filled in, validated (a UserError names the setting)."""
         from dataclasses import replace
 
         if self.arch not in ("dense", "sinks"):
             raise UserError(f"unknown architecture {self.arch!r}; valid: dense, sinks")
-        return replace(
+        resolved = replace(
             self,
             epochs=self.epochs if self.epochs is not None else EPOCHS_BY_PRESET.get(self.preset, 20.0),
             learning_rate=self.learning_rate if self.learning_rate is not None else LR_BY_PRESET.get(self.preset, 1e-3),
         )
+        resolved.validate()
+        return resolved
+
+    def validate(self) -> None:
+        """Sizes and rates must make sense: a batch of 0 divides by zero, 0 epochs would still
+        train one step, a rate <= 0 never learns. (The sink knobs are checked by
+        ``obliviate.models.sinks`` when the model is built.)"""
+        import math
+
+        def finite(value) -> bool:
+            return isinstance(value, (int, float)) and math.isfinite(value)
+
+        checks = [
+            (isinstance(self.batch_size, int) and self.batch_size >= 1, "batch_size must be at least 1", self.batch_size),
+            (self.epochs is None or (finite(self.epochs) and self.epochs > 0), "epochs must be > 0", self.epochs),
+            (self.learning_rate is None or (finite(self.learning_rate) and self.learning_rate > 0),
+             "learning_rate must be > 0", self.learning_rate),
+            (finite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1, "warmup_ratio must be in [0, 1)",
+             self.warmup_ratio),
+            (finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay must be >= 0", self.weight_decay),
+            (isinstance(self.block_size, int) and self.block_size >= 2, "block_size must be at least 2",
+             self.block_size),
+            (isinstance(self.save_steps, int) and self.save_steps >= 1, "save_steps must be at least 1",
+             self.save_steps),
+        ]
+        for ok, message, value in checks:
+            if not ok:
+                raise UserError(f"bad training setting: {message}, got {value!r}")
 
 
 @dataclass
@@ -78,7 +109,6 @@ class TrainResult:
 def _build_fresh_model(config: TrainConfig, tokenizer):
     from transformers import LlamaForCausalLM
 
-    from obliviate.models.presets import MODEL_PRESETS, llama_config
 
     if config.preset not in MODEL_PRESETS:
         raise UserError(f"unknown model preset {config.preset!r}; valid: {', '.join(MODEL_PRESETS)}")
@@ -86,7 +116,6 @@ def _build_fresh_model(config: TrainConfig, tokenizer):
     torch.manual_seed(config.seed)
     if config.arch == "dense":
         return LlamaForCausalLM(llama)
-    from obliviate.models.sinks import SinkForCausalLM, sink_config_from_llama
 
     knobs = config_to_dict(config.sinks)
     return SinkForCausalLM(sink_config_from_llama(llama, **knobs))
@@ -116,40 +145,38 @@ def _interrupt_callback(stop_after: int | None):
     return _Interrupt()
 
 
-def train_model(
-    docs: list[dict],
-    tokenizer,
-    out_dir: Path,
-    config: TrainConfig,
-    *,
-    cache_inputs: dict,
-    init_model: Path | None = None,
-    progress: bool = True,
-    after_training: Callable | None = None,
-    _stop_after_steps: int | None = None,
-) -> TrainResult:
-    """Train on ``docs`` (``[{"text", "source_id"}]``) and save to ``out_dir``.
+def _cache_key(config: TrainConfig, cache_inputs: dict, init_model: Path | None) -> str:
+    """The content key of a training run: inputs, resolved config and starting model."""
+    return fingerprint({"inputs": cache_inputs, "config": config_to_dict(config),
+                        "init_model": str(init_model) if init_model else None, "format": 1})
 
-    ``cache_inputs`` (world fingerprint, source ids, tokenizer fingerprint) plus the
-    config form the cache key; a saved model with the same key is reused.
-    """
-    from datasets import Dataset
-    from transformers import Trainer, TrainingArguments
 
-    config = config.resolved()
-    key = fingerprint({"inputs": cache_inputs, "config": config_to_dict(config),
-                       "init_model": str(init_model) if init_model else None, "format": 1})
-    if is_model_dir(out_dir) and read_run_config(out_dir).get("cache_key") == key:
-        return TrainResult(out_dir, True, 0.0, 0, key)
-
-    checkpoint_root = out_dir.parent / f".ckpt-{out_dir.name}-{key[:12]}"
+def _starting_model(config: TrainConfig, tokenizer, init_model: Path | None):
+    """The model to train, in training mode: ``init_model`` loaded, else a fresh one."""
     model = load_model(init_model) if init_model else _build_fresh_model(config, tokenizer)
     model.train()
-    columns = tokenize_documents(docs, tokenizer, min(config.block_size, getattr(model.config, "max_position_embeddings", 512)))
-    dataset = Dataset.from_dict(columns)
-    steps_per_epoch = max(1, -(-len(dataset) // config.batch_size))
-    total_steps = max(1, int(round(config.epochs * steps_per_epoch)))
-    args = TrainingArguments(
+    return model
+
+
+def _training_dataset(docs: list[dict], tokenizer, config: TrainConfig, model):
+    """The tokenized documents as a ``datasets.Dataset``, blocks capped at the model's context."""
+    from datasets import Dataset
+
+    block_size = min(config.block_size, getattr(model.config, "max_position_embeddings", 512))
+    return Dataset.from_dict(tokenize_documents(docs, tokenizer, block_size))
+
+
+def _total_steps(n_examples: int, config: TrainConfig) -> int:
+    """Optimizer steps for ``config.epochs`` passes over ``n_examples`` (at least one)."""
+    steps_per_epoch = max(1, -(-n_examples // config.batch_size))
+    return max(1, int(round(config.epochs * steps_per_epoch)))
+
+
+def _training_arguments(config: TrainConfig, checkpoint_root: Path, total_steps: int, progress: bool):
+    """The HF ``TrainingArguments``: cosine schedule, periodic checkpoints, seeded, no reporting."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
         output_dir=str(checkpoint_root),
         per_device_train_batch_size=config.batch_size,
         max_steps=total_steps,
@@ -171,18 +198,29 @@ def train_model(
         # similar lengths together avoids training mostly on padding
         train_sampling_strategy="group_by_length",
     )
-    callbacks = [_interrupt_callback(_stop_after_steps)] if _stop_after_steps is not None else []
-    trainer = Trainer(model=model, args=args, train_dataset=dataset,
-                      data_collator=CausalCollator(tokenizer.pad_token_id), callbacks=callbacks)
+
+
+def _make_trainer(model, args, dataset, tokenizer, progress: bool, stop_after_steps: int | None):
+    """The HF ``Trainer``, with the quiet progress bar (or none) instead of the default printers."""
+    from transformers import Trainer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from transformers.utils import logging as hf_logging
 
+    callbacks = [_interrupt_callback(stop_after_steps)] if stop_after_steps is not None else []
+    trainer = Trainer(model=model, args=args, train_dataset=dataset,
+                      data_collator=CausalCollator(tokenizer.pad_token_id), callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     if progress:
         trainer.add_callback(_quiet_progress_callback())
     else:
         hf_logging.disable_progress_bar()
+    return trainer
+
+
+def _run_trainer(trainer, checkpoint_root: Path) -> tuple[float, bool]:
+    """Train, resuming from a checkpoint under ``checkpoint_root`` if one exists; returns
+    (seconds, resumed). A checkpoint that cannot be resumed is a UserError."""
     resume = any(checkpoint_root.glob("checkpoint-*"))
     started = time.perf_counter()
     try:
@@ -193,15 +231,50 @@ def train_model(
                 f"cannot resume from {checkpoint_root} ({str(exc).splitlines()[0]}); delete it to start over"
             ) from None
         raise
-    seconds = time.perf_counter() - started
-    model = trainer.model
+    return time.perf_counter() - started, resume
+
+
+def _save_trained(model, tokenizer, out_dir: Path, run_config: dict, after_training: Callable | None) -> None:
+    """Put the trained model in eval mode, run the ``after_training`` hook, then save it with ``run_config``."""
     model.eval()
     if after_training is not None:
         after_training(model)
+    save_model(model, tokenizer, out_dir, run_config=run_config)
+
+
+def train_model(
+    docs: list[dict],
+    tokenizer,
+    out_dir: Path,
+    config: TrainConfig,
+    *,
+    cache_inputs: dict,
+    init_model: Path | None = None,
+    progress: bool = True,
+    after_training: Callable | None = None,
+    _stop_after_steps: int | None = None,
+) -> TrainResult:
+    """Train on ``docs`` (``[{"text", "source_id"}]``) and save to ``out_dir``.
+
+    ``cache_inputs`` (world fingerprint, source ids, tokenizer fingerprint) plus the
+    config form the cache key; a saved model with the same key is reused.
+    """
+    config = config.resolved()
+    key = _cache_key(config, cache_inputs, init_model)
+    if is_model_dir(out_dir) and read_run_config(out_dir).get("cache_key") == key:
+        return TrainResult(out_dir, True, 0.0, 0, key)
+
+    checkpoint_root = out_dir.parent / f".ckpt-{out_dir.name}-{key[:12]}"
+    model = _starting_model(config, tokenizer, init_model)
+    dataset = _training_dataset(docs, tokenizer, config, model)
+    total_steps = _total_steps(len(dataset), config)
+    args = _training_arguments(config, checkpoint_root, total_steps, progress)
+    trainer = _make_trainer(model, args, dataset, tokenizer, progress, _stop_after_steps)
+    seconds, resume = _run_trainer(trainer, checkpoint_root)
     run_config = {"cache_key": key, "train": config_to_dict(config), "inputs": cache_inputs,
                   "init_model": str(init_model) if init_model else None, "steps": total_steps,
                   "seconds": round(seconds, 2), "resumed": resume}
-    save_model(model, tokenizer, out_dir, run_config=run_config)
+    _save_trained(trainer.model, tokenizer, out_dir, run_config, after_training)
     shutil.rmtree(checkpoint_root, ignore_errors=True)
     return TrainResult(out_dir, False, seconds, total_steps, key)
 

@@ -1,4 +1,5 @@
-"""Settings of the WHP method (every field can be set with ``--set key=value``)."""
+"""Settings of the WHP method (``WHPConfig``: every field can be set with ``--set key=value``) and of
+anchored-term discovery (``DiscoveryConfig``, used by ``obliviate.whp.discovery``)."""
 
 from __future__ import annotations
 
@@ -93,3 +94,50 @@ class WHPConfig:
             raise UserError("reinforce_epochs or reinforce_steps must be > 0 (or give reinforced_model_path)")
         if self.finetune_steps <= 0 and self.finetune_epochs <= 0:
             raise UserError("finetune_epochs or finetune_steps must be > 0")
+
+
+@dataclass
+class DiscoveryConfig:
+    """Settings of automatic anchored-term discovery (``obliviate.whp.discovery``, ``obliviate whp anchors``)."""
+
+    top: int = 30                   # terms kept
+    max_ngram: int = 3              # words per term at most
+    min_count: int = 3              # occurrences in the target text at least
+    # a full name that extends a kept one-word name ("Kremar Saelky" next to "Kremar") needs only
+    # this many occurrences: full names are often written once and then shortened (tiny, recall at
+    # k=48/96: 0.79/0.90 with min_count -> 0.875/0.96)
+    name_min_count: int = 1
+    n_alternatives: int = 3         # generic alternatives proposed per term
+    # score = gain_weight * min(gain, max_gain) + specificity_weight * min(specificity, max_specificity)
+    #         + name_weight * name_share + count_weight * log(count)
+    # the gain is capped and halved: a baseline that memorised the target (WHP's premise) gains ~0
+    # on its most frequent names ("Holmes", "Watson") and 1-3 nats on rare ones, which would push
+    # the main characters out of the top (Sherlock run: hand-dictionary recall in the top 30
+    # 0.16 -> 0.53 with these weights; tiny unchanged)
+    gain_weight: float = 0.5
+    max_gain: float = 1.0
+    specificity_weight: float = 1.0
+    # specificity counts up to this (nats; e^3 = 20x more frequent in the target than in the
+    # generic text): beyond it, the add-one ratio only measures how frequent the term is, and
+    # frequent theme words ("dark", "spell") would outrank rare names (tiny, strict recall of the
+    # dictionary at k=48/96: 0.79/0.96 uncapped -> 0.875/0.96; docs/results/tiny/anchors.md)
+    max_specificity: float = 3.0
+    # names: share of a term's occurrences written capitalised in mid-sentence (a proper
+    # noun), times this weight, is added to its score; the target's theme words ("spell",
+    # "dark") are as absent from a small generic text as its names are, names are what WHP
+    # must replace (tiny: recall of the dictionary at k=|dictionary| 0.34 -> 0.47)
+    name_weight: float = 2.0
+    # a little frequency back, after the specificity cap: the main characters are what matter most
+    count_weight: float = 0.25
+    # mean log-prob gain (nats) a term needs; slightly negative because a baseline that already
+    # knows the target (WHP's premise) gains ~0 on names it memorised (tiny: recall@2k 0.60 -> 0.62)
+    min_gain: float = -0.5
+    min_specificity: float = 1.0    # with generic text: log frequency ratio a term and its content words need
+    min_word_gain: float = 0.5      # without generic text: each content word of a multi-word term needs this gain
+    # "X of Y" is one term only if it holds at least this share of Y's occurrences ("Caves of
+    # Laempe": 12/12), else it is a title around a name that stands on its own ("Return of Slath": 4/18)
+    min_cohesion: float = 0.5
+    block_size: int = 512
+    batch_size: int = 8
+    candidate_tokens: int = 50      # base-model predictions examined per term for alternatives
+    max_contexts: int = 32          # occurrences per term whose contexts propose alternatives

@@ -23,6 +23,13 @@ import time
 import torch
 from transformers import TrainerCallback
 
+from obliviate.data.format import qa_continuation, qa_prompt
+from obliviate.eval.generation import GreedyConfig, generate_greedy
+from obliviate.eval.metrics.familiarity import FamiliarityJudge, familiarity_score, target_mass, term_continuation
+from obliviate.eval.scoring import score_continuations
+from obliviate.whp.inference import WHPGenerator
+from obliviate.whp.labels import generic_logits
+
 log = logging.getLogger(__name__)
 
 CURVE_KEYS = ("familiarity_completion", "familiarity_probability", "general_prob")
@@ -32,9 +39,6 @@ class FamiliarityProbe:
     """Cheap metrics for curve points: familiarity (completion judge, probability mass) and general_prob."""
 
     def __init__(self, world, tokenizer, max_new_tokens: int = 32):
-        from obliviate.data.format import qa_continuation, qa_prompt
-        from obliviate.eval.metrics.familiarity import FamiliarityJudge, term_continuation
-
         self.tokenizer = tokenizer
         self.completion = [p for p in world.prompts if p.get("type") == "completion"]
         self.probability = [p for p in world.prompts if p.get("type") == "probability" and p.get("target_terms")]
@@ -46,8 +50,6 @@ class FamiliarityProbe:
         self.max_new_tokens = max_new_tokens
 
     def _summarise(self, completions, term_nlls, general_nlls) -> dict:
-        from obliviate.eval.metrics.familiarity import familiarity_score, target_mass
-
         out: dict = {key: None for key in CURVE_KEYS}
         if self.judge is not None and self.completion:
             grades = [self.judge.grade(p["prompt"], c, p.get("reference", ""))
@@ -66,9 +68,6 @@ class FamiliarityProbe:
 
     @torch.inference_mode()
     def measure(self, model) -> dict:
-        from obliviate.eval.generation import GreedyConfig, generate_greedy
-        from obliviate.eval.scoring import score_continuations
-
         was_training = model.training
         model.eval()
         try:
@@ -84,9 +83,6 @@ class FamiliarityProbe:
     @torch.inference_mode()
     def measure_inference_variant(self, base, reinforced, alpha: float) -> dict:
         """The same metrics for generation-time WHP (no weights change)."""
-        from obliviate.whp.inference import WHPGenerator
-        from obliviate.whp.labels import generic_logits
-
         generator = WHPGenerator(base, reinforced, self.tokenizer, alpha)
         completions = generator.generate([p["prompt"] for p in self.completion], self.max_new_tokens) \
             if self.completion else []

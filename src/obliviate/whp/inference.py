@@ -15,6 +15,7 @@ from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
 from obliviate.models.hf_compat import cache_kwargs, output_cache
 from obliviate.whp.labels import generic_logits
+from obliviate.whp.reinforced import check_same_vocabulary
 
 
 class WHPLogitsProcessor(LogitsProcessor):
@@ -83,8 +84,6 @@ class WHPGenerator:
     """Generate from ``base_model`` with WHP logits: ``WHPGenerator(base, reinforced, tok).generate([...])``."""
 
     def __init__(self, base_model, reinforced_model, tokenizer, alpha: float = 5.0):
-        from obliviate.whp.pipeline import check_same_vocabulary
-
         check_same_vocabulary(base_model, reinforced_model, tokenizer)
         self.base_model = base_model.eval()
         self.reinforced_model = reinforced_model.eval()

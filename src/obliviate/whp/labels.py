@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 import torch
 
 from obliviate.errors import UserError
+from obliviate.whp.terms import STOPWORDS
 from obliviate.whp.translation import TranslatedBlock
 
 
@@ -73,8 +74,6 @@ def soft_targets(logits: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.
 def anchor_start_tokens(tokenizer, anchors: Mapping[str, Sequence[str]]) -> list[int]:
     """Token ids that begin an anchored term (with and without a leading space), minus those
     that also begin a generic alternative or are common words ("The" of "The Lantern")."""
-    from obliviate.whp.discovery import STOPWORDS
-
     def first_tokens(text: str) -> set[int]:
         found = set()
         for variant in (text, " " + text):

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from obliviate.errors import UserError
-from obliviate.whp.anchors import validate_anchors
 from obliviate.whp.config import WHPConfig
 from obliviate.whp.labels import anchor_start_tokens, compute_generic_targets, unlikelihood_tokens
+from obliviate.whp.reinforced import check_same_vocabulary
 from obliviate.whp.training import finetune_on_generic_labels, reinforce
 from obliviate.whp.translation import translate_documents
+from obliviate.world.anchors import validate_anchors
 
 log = logging.getLogger(__name__)
 
@@ -43,42 +43,25 @@ class WHPReport:
         return asdict(self)
 
 
-def check_same_vocabulary(base_model, other_model, tokenizer, what: str = "reinforced model") -> None:
-    from obliviate.models.loading import check_vocab
+@dataclass
+class WHPRun:
+    """What ``run_whp`` hands back."""
 
-    base_vocab = base_model.get_output_embeddings().weight.shape[0]
-    other_vocab = other_model.get_output_embeddings().weight.shape[0]
-    if base_vocab != other_vocab:
-        raise UserError(f"the {what} has a vocabulary of {other_vocab} tokens but the base model has {base_vocab}: "
-                        "it must be the base model trained further, with the same tokenizer")
-    check_vocab(other_model, tokenizer, where=what)
-
-
-def load_reinforced(path: str | Path, base_model, tokenizer):
-    """Load a saved reinforced model on the base model's device; UserError if it does not fit the base."""
-    from obliviate.models.loading import load_model
-
-    parameter = next(base_model.parameters())
-    reinforced = load_model(path, device=parameter.device, dtype=parameter.dtype)
-    check_same_vocabulary(base_model, reinforced, tokenizer)
-    saved_tokenizer = Path(path) / "tokenizer.json"
-    if saved_tokenizer.is_file():
-        from obliviate.models.loading import load_tokenizer
-
-        other = load_tokenizer(path)
-        if other.get_vocab() != tokenizer.get_vocab():
-            raise UserError(f"the reinforced model in {path} was saved with another tokenizer than the base model's")
-    return reinforced
+    model: Any                        # the unlearned model (the input model, modified in place)
+    reinforced: Any                   # the reinforced model (given, or trained here)
+    report: WHPReport
+    log_history: list[dict] = field(default_factory=list)   # the fine-tuning Trainer's log
 
 
 def run_whp(model, tokenizer, texts: Sequence[str], anchors: Mapping[str, Sequence[str]], config: WHPConfig,
             reinforced=None, seed: int = 0, callbacks: Sequence = (),
-            suppressed_terms: Sequence[str] = ()) -> tuple[object, object, WHPReport]:
-    """Unlearn ``texts`` from ``model`` (modified in place). Returns (model, reinforced model, report).
+            suppressed_terms: Sequence[str] = ()) -> WHPRun:
+    """Unlearn ``texts`` from ``model`` (modified in place). Returns the model, the reinforced model,
+    the report and the fine-tuning log (``WHPRun``).
 
     ``reinforced``: a model already trained on the target (else one is trained here).
     ``suppressed_terms``: target words outside the dictionary that the generic text never uses
-    (see :func:`obliviate.methods.whp.target_only_terms`), pushed down with the anchors when
+    (see :func:`obliviate.whp.discovery.target_only_terms`), pushed down with the anchors when
     ``config.anchor_unlikelihood`` > 0.
     ``callbacks``: HF ``TrainerCallback``s for the fine-tuning phase (e.g. a familiarity curve).
     """
@@ -140,4 +123,4 @@ def run_whp(model, tokenizer, texts: Sequence[str], anchors: Mapping[str, Sequen
     report.seconds["finetune"] = round(time.perf_counter() - timer, 2)
     log.info("WHP: %d blocks, %d anchor occurrences translated, %d positions, label agreement %.3f",
              report.blocks, report.translated_occurrences, report.trained_positions, report.label_agreement)
-    return model, reinforced, report
+    return WHPRun(model, reinforced, report, phase.log_history)

@@ -11,12 +11,15 @@ from __future__ import annotations
 import copy
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
+from transformers import Trainer, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
 
 from obliviate.errors import UserError
+from obliviate.train.data import CausalCollator, tokenize_documents
 from obliviate.whp.labels import BlockTargets
 
 log = logging.getLogger(__name__)
@@ -27,9 +30,10 @@ class PhaseResult:
     steps: int
     loss: float
     seconds: float
+    log_history: list[dict] = field(default_factory=list)   # the Trainer's ``state.log_history``
 
 
-class _ListDataset(torch.utils.data.Dataset):
+class ListDataset(torch.utils.data.Dataset):
     def __init__(self, rows: Sequence[dict]):
         self.rows = list(rows)
 
@@ -40,12 +44,11 @@ class _ListDataset(torch.utils.data.Dataset):
         return self.rows[index]
 
 
-def _run_trainer(model, dataset, collator, *, epochs: float, steps: int, lr: float, batch_size: int,
-                 seed: int, weight_decay: float = 0.0, warmup_steps: int = 0, trainer_class=None,
-                 callbacks: Sequence = ()) -> PhaseResult:
-    from transformers import Trainer, TrainingArguments
-    from transformers.trainer_callback import PrinterCallback
-
+def run_trainer(model, dataset, collator, *, epochs: float, steps: int, lr: float, batch_size: int,
+                seed: int, weight_decay: float = 0.0, warmup_steps: int = 0, trainer_class=None,
+                callbacks: Sequence = ()) -> PhaseResult:
+    """Train ``model`` in place with the HF ``Trainer`` (``steps`` > 0 overrides ``epochs``; no
+    checkpoints, no logging) and put it in eval mode."""
     if len(dataset) == 0:
         raise UserError("nothing to train on: the target text produced no training examples")
     on_cpu = next(model.parameters()).device.type == "cpu"
@@ -75,14 +78,13 @@ def _run_trainer(model, dataset, collator, *, epochs: float, steps: int, lr: flo
         trainer.remove_callback(PrinterCallback)
         output = trainer.train()
     model.eval()
-    return PhaseResult(output.global_step, float(output.training_loss), float(output.metrics.get("train_runtime", 0.0)))
+    return PhaseResult(output.global_step, float(output.training_loss), float(output.metrics.get("train_runtime", 0.0)),
+                       list(trainer.state.log_history))
 
 
 def reinforce(model, tokenizer, texts: Sequence[str], *, epochs: float = 4.0, steps: int = -1, lr: float = 1e-3,
               batch_size: int = 8, block_size: int = 512, seed: int = 0):
     """A copy of ``model`` trained further on ``texts``; the input model is left unchanged."""
-    from obliviate.train.data import CausalCollator, tokenize_documents
-
     texts = [t for t in texts if t and t.strip()]
     if not texts:
         raise UserError("the unlearning target is empty: no text to reinforce on")
@@ -92,8 +94,8 @@ def reinforce(model, tokenizer, texts: Sequence[str], *, epochs: float = 4.0, st
     rows = [{"input_ids": ids, "labels": labels} for ids, labels in zip(columns["input_ids"], columns["labels"])]
     reinforced = copy.deepcopy(model)
     reinforced.train()
-    result = _run_trainer(reinforced, _ListDataset(rows), CausalCollator(tokenizer.pad_token_id),
-                          epochs=epochs, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    result = run_trainer(reinforced, ListDataset(rows), CausalCollator(tokenizer.pad_token_id),
+                         epochs=epochs, steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     log.info("reinforced model: %d steps, mean loss %.3f", result.steps, result.loss)
     return reinforced, result
 
@@ -154,8 +156,6 @@ def anchor_unlikelihood(logits: torch.Tensor, attention_mask: torch.Tensor, anch
 
 
 def _generic_label_trainer(anchor_ids: Sequence[int] = (), anchor_weight: float = 0.0):
-    from transformers import Trainer
-
     class GenericLabelTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             pushes_down = anchor_weight > 0 and len(anchor_ids) > 0
@@ -194,9 +194,9 @@ def finetune_on_generic_labels(model, targets: Sequence[BlockTargets], pad_token
             row.update(soft_ids=target.soft_ids, soft_probs=target.soft_probs)
         rows.append(row)
     model.train()
-    result = _run_trainer(model, _ListDataset(rows), GenericLabelCollator(pad_token_id, soft), epochs=epochs,
-                          steps=steps, lr=lr, batch_size=batch_size, seed=seed, weight_decay=weight_decay,
-                          warmup_steps=warmup_steps, trainer_class=_generic_label_trainer(anchor_ids, anchor_weight),
-                          callbacks=callbacks)
+    result = run_trainer(model, ListDataset(rows), GenericLabelCollator(pad_token_id, soft), epochs=epochs,
+                         steps=steps, lr=lr, batch_size=batch_size, seed=seed, weight_decay=weight_decay,
+                         warmup_steps=warmup_steps, trainer_class=_generic_label_trainer(anchor_ids, anchor_weight),
+                         callbacks=callbacks)
     log.info("fine-tuned on generic labels: %d steps, mean loss %.3f", result.steps, result.loss)
     return result

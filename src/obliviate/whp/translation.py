@@ -177,6 +177,19 @@ def _replacement_ids(tokenizer, text: str, index: TokenIndex, occurrence: Occurr
     return _tokenize_piece(tokenizer, prefix + alternative, text[max(0, covered - 24): covered])
 
 
+def encode_framed(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Token ids and character offsets of ``text`` in the framing of training (obliviate.train.data):
+    <bos> document <eos>; the special tokens have empty offsets."""
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids: list[int] = list(encoding["input_ids"])
+    offsets = [tuple(o) for o in encoding["offset_mapping"]]
+    if tokenizer.bos_token_id is not None:
+        ids, offsets = [tokenizer.bos_token_id] + ids, [(0, 0)] + offsets
+    if tokenizer.eos_token_id is not None:
+        ids, offsets = ids + [tokenizer.eos_token_id], offsets + [(len(text), len(text))]
+    return ids, offsets
+
+
 def translate_document(
     text: str,
     tokenizer,
@@ -197,14 +210,7 @@ def translate_document(
         raise UserError("WHP needs a fast (Rust) tokenizer: it matches anchored terms through token offsets")
     matcher = matcher or AnchorMatcher(list(anchors))
     stats = stats if stats is not None else TranslationStats()
-    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids: list[int] = list(encoding["input_ids"])
-    offsets = [tuple(o) for o in encoding["offset_mapping"]]
-    # Same framing as training (obliviate.train.data): <bos> document <eos>; specials have empty offsets.
-    if tokenizer.bos_token_id is not None:
-        ids, offsets = [tokenizer.bos_token_id] + ids, [(0, 0)] + offsets
-    if tokenizer.eos_token_id is not None:
-        ids, offsets = ids + [tokenizer.eos_token_id], offsets + [(len(text), len(text))]
+    ids, offsets = encode_framed(tokenizer, text)
     index = TokenIndex(text, offsets)
     occurrences, unaligned = matcher.find_aligned(text, offsets)
     stats.unaligned += unaligned

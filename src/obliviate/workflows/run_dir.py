@@ -1,12 +1,10 @@
-"""The run directory layout of DESIGN.md, in one place.
+"""The run directory layout (docs/design.md), in one place.
 
   RUN/world/  RUN/tokenizer/  RUN/models/<id>/  RUN/eval/<id>.json  RUN/report.md  RUN/plots/
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,19 +12,6 @@ from pathlib import Path
 from obliviate.errors import UserError
 
 DEFAULT_FORGET = "forget10"
-
-
-def fingerprint(obj) -> str:
-    """Stable short hash of a JSON-able object (cache keys)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def file_fingerprint(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in sorted(paths):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -78,6 +63,3 @@ class RunDir:
         """The gold standard: retrained without ``forget``. forget10 keeps the stable name ``retain``."""
         return self.model_dir("retain" if forget == DEFAULT_FORGET else f"retain-{forget}")
 
-
-def is_model_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "config.json").is_file() and any(path.glob("*.safetensors"))

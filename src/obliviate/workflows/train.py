@@ -13,12 +13,16 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
+from obliviate.artifacts import file_fingerprint
 from obliviate.config import apply_overrides
 from obliviate.errors import UserError
 from obliviate.io import atomic_directory, atomic_write_json, read_json
-from obliviate.workflows.run_dir import DEFAULT_FORGET, RunDir, file_fingerprint
+from obliviate.models.loading import load_model, load_tokenizer
+from obliviate.tokenizer import train_tokenizer
 from obliviate.train.trainer import TrainConfig, TrainResult, train_model
+from obliviate.workflows.run_dir import DEFAULT_FORGET, RunDir
 from obliviate.world import World, load_world
+from obliviate.world.generator import generate_world
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +30,6 @@ VOCAB_BY_PRESET = {"micro": 1024, "tiny": 2048, "small": 4096}
 
 
 def make_world(preset: str, seed: int, out: str | os.PathLike) -> Path:
-    from obliviate.world.generator import generate_world
-
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"output path {out} exists and is not a directory")
@@ -56,9 +58,6 @@ def prepare_tokenizer(run: RunDir, world: World, vocab_size: int | None = None):
     forget split) tells forget from held-out answers by their token statistics, and the
     membership-inference AUC of the retain model drifts far from 0.5 (0.94 on tiny).
     Real tokenizers come from a corpus far larger than any forget or held-out set."""
-    from obliviate.models.loading import load_tokenizer
-    from obliviate.tokenizer import train_tokenizer
-
     preset = world.manifest.get("preset", "tiny")
     vocab_size = vocab_size or VOCAB_BY_PRESET.get(preset, 2048)
     stamp = {"world": world.fingerprint, "vocab_size": vocab_size, "documents": "all"}
@@ -72,7 +71,7 @@ def prepare_tokenizer(run: RunDir, world: World, vocab_size: int | None = None):
     return load_tokenizer(run.tokenizer_dir)
 
 
-def _texts_by_source(world: World, sources: Iterable[int]) -> dict[int, list[str]]:
+def texts_by_source(world: World, sources: Iterable[int]) -> dict[int, list[str]]:
     grouped: dict[int, list[str]] = {}
     for doc in world.docs_for(set(sources)):
         grouped.setdefault(int(doc["source_id"]), []).append(doc["text"])
@@ -93,15 +92,11 @@ def train_run(
 ) -> dict[str, TrainResult]:
     """Train the ``full`` model (all trained sources) and/or the ``retain`` model
     (all but ``forget``: the gold standard) into ``RUN/models``."""
-    from obliviate.models.loading import load_tokenizer
-
     run = RunDir.open(run_dir)
     world = attach_world(world_dir, run)
     world.split_sources(forget)  # validates the split name
     init_model = Path(model) if model else None
     if init_model is not None:
-        from obliviate.models.loading import load_model
-
         load_model(init_model)  # validates path, config and causal-LM head early
         tokenizer = load_tokenizer(init_model)
         tokenizer_key = file_fingerprint([p for p in init_model.iterdir() if p.name.startswith("tokenizer")])
@@ -125,7 +120,7 @@ def train_run(
         docs = world.docs_for(sources)
         after = None
         if arch == "sinks":
-            grouped = _texts_by_source(world, sources)
+            grouped = texts_by_source(world, sources)
             after = lambda m, grouped=grouped: m.fit_router(grouped, tokenizer)  # noqa: E731
         log.info("training %s on %d sources (%d documents)", role, len(sources), len(docs))
         results[role] = train_model(

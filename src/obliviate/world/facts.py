@@ -55,7 +55,7 @@ def choose_wrong(rng: random.Random, pool: Sequence[str], value: str, k: int = 5
 
 def qa_item(item_id: str, source_id: int, kind: str, template: FactTemplate, slots: Mapping[str, str],
             value: str, wrong_values: Sequence[str], split: str | None = None) -> dict:
-    """One QA row in the DESIGN.md schema (``split`` may be filled in once splits are drawn)."""
+    """One QA row in the docs/design.md schema (``split`` may be filled in once splits are drawn)."""
     answer = fill(template.answer, slots, value)
     if answer.count(value) != 1:
         raise ValueError(f"QA {item_id}: value {value!r} must occur exactly once in {answer!r}")

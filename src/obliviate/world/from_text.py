@@ -10,7 +10,7 @@ so training, unlearning and evaluation treat it like the embedded world:
   corpus.jsonl   {"doc_id", "source_id", "text"}: each source cut into documents of at most
                  ``doc_chars`` characters on paragraph, then sentence, then word boundaries
   splits.json    {forget_name: [...], "retain": [...], "holdout": [...] (when asked)}
-  qa.jsonl       the user's QA items (DESIGN.md schema), when given
+  qa.jsonl       the user's QA items (docs/design.md schema), when given
   prompts.jsonl  familiarity probes, when given (see :func:`convert_probes`)
   saga.json      the familiarity judge's lists: every probe target term is an entity
   anchors.json   the user's WHP dictionary, when given
@@ -41,6 +41,7 @@ from obliviate.io import (
     atomic_write_jsonl,
     read_jsonl,
 )
+from obliviate.world.anchors import load_anchors
 from obliviate.world.loader import QA_FIELDS, load_world
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class TextWorldConfig:
     source_chars: int | None = None          # cut sources into pieces of at most this many characters
     doc_chars: int = DEFAULT_DOC_CHARS       # longest training document, in characters
     unwrap_lines: bool = False               # join hard-wrapped lines of a paragraph with spaces
-    qa: Path | None = None                   # QA items (DESIGN.md schema) jsonl
+    qa: Path | None = None                   # QA items (docs/design.md schema) jsonl
     probes: Path | None = None               # familiarity probes {prompt, references, target_terms} jsonl
     anchors: Path | None = None              # WHP anchored-term dictionary {term: [alternatives]}
     name: str = "text"                       # the world's name in world.json
@@ -384,6 +385,162 @@ def _check_out(out: Path) -> None:
             raise UserError(f"output path {out} is a non-empty directory that is not a world; refusing to overwrite it")
 
 
+def _checked_paths(paths: Sequence[Path], out: Path, config: TextWorldConfig) -> list[Path]:
+    """The input paths as Paths, after checking the options, that there are inputs, and ``out``."""
+    config.validate()
+    if not paths:
+        raise UserError("no input text files (--from-text FILE ...)")
+    _check_out(out)
+    return [Path(p) for p in paths]
+
+
+def _split_all_by_headings(sources: list[Source], paths: list[Path], pattern: str) -> list[Source]:
+    """Every source cut at heading lines; UserError when no input has one, a warning per input without."""
+    heading = _compile(pattern, "--heading-regex")
+    split_sources: list[Source] = []
+    matched_files: set[str] = set()
+    for source in sources:
+        pieces = split_by_headings(source, heading)
+        if pieces is not None:
+            matched_files.add(source.file)
+        split_sources.extend(pieces if pieces is not None else [source])
+    if not matched_files:
+        raise UserError(f"--heading-regex {pattern!r} matches no line of the input "
+                        f"({', '.join(p.name for p in paths)}); nothing to split")
+    for path in paths:
+        if path.name not in matched_files:
+            log.warning("--heading-regex matches no line of %s: it is not split by headings", path)
+    return split_sources
+
+
+def _split_all_by_size(sources: list[Source], source_chars: int, unwrap_lines: bool) -> list[Source]:
+    """Every source cut into pieces of at most ``source_chars`` (named "NAME part K" when cut)."""
+    sized: list[Source] = []
+    for source in sources:
+        pieces = cut_text(source.text, source_chars, unwrap_lines)
+        if len(pieces) == 1:
+            sized.append(Source(source.name, pieces[0], source.file))
+        else:
+            sized.extend(Source(f"{source.name} part {k}", piece, source.file)
+                         for k, piece in enumerate(pieces, start=1))
+    return sized
+
+
+def _read_sources(paths: list[Path], config: TextWorldConfig) -> list[Source]:
+    """The sources of all inputs, split by headings and then by size as the options ask."""
+    sources: list[Source] = []
+    for path in paths:
+        sources.extend(_file_sources(path))
+    if config.heading_regex:
+        sources = _split_all_by_headings(sources, paths, config.heading_regex)
+    if config.source_chars:
+        sources = _split_all_by_size(sources, config.source_chars, config.unwrap_lines)
+    return sources
+
+
+@dataclass
+class _TextSplits:
+    forget: list[int]
+    holdout: list[int]
+    retain: list[int]
+
+    def split_of(self, forget_name: str) -> dict[int, str]:
+        """Each source id's split name."""
+        return {**{i: forget_name for i in self.forget}, **{i: "holdout" for i in self.holdout},
+                **{i: "retain" for i in self.retain}}
+
+    def as_json(self, forget_name: str) -> dict[str, list[int]]:
+        """splits.json: forget and retain, and holdout when there is one."""
+        splits = {forget_name: self.forget, "retain": self.retain}
+        if self.holdout:
+            splits["holdout"] = self.holdout
+        return splits
+
+
+def _select_splits(names: list[str], config: TextWorldConfig) -> _TextSplits:
+    """Forget and holdout sources chosen by the selectors, the rest retained; UserError on overlap
+    or when nothing is left to retain."""
+    forget = select_sources(config.forget_sources, names, "--forget-sources")
+    holdout = select_sources(config.holdout_sources, names, "--holdout-sources") if config.holdout_sources else []
+    both = sorted(set(forget) & set(holdout))
+    if both:
+        raise UserError(f"source {both[0]} ({names[both[0]]!r}) is selected by both --forget-sources and --holdout-sources; "
+                        "narrow one of them")
+    retain = [i for i in range(len(names)) if i not in set(forget) | set(holdout)]
+    if not retain:
+        raise UserError("every source is in the forget or holdout split: nothing is left to retain "
+                        "(the retain model needs at least one trained source)")
+    return _TextSplits(forget, holdout, retain)
+
+
+def _rows_and_corpus(sources: list[Source], names: list[str], splits: _TextSplits,
+                     config: TextWorldConfig) -> tuple[list[dict], list[dict]]:
+    """sources.jsonl rows and corpus.jsonl documents (each source cut at ``doc_chars``)."""
+    split_of = splits.split_of(config.forget_name)
+    source_rows, corpus = [], []
+    for source_id, (source, name) in enumerate(zip(sources, names)):
+        docs = cut_text(source.text, config.doc_chars, config.unwrap_lines)
+        source_rows.append({"source_id": source_id, "kind": "text", "name": name,
+                            "trained": source_id not in set(splits.holdout), "split": split_of[source_id],
+                            "file": source.file, "chars": sum(len(d) for d in docs)})
+        corpus.extend({"doc_id": f"{source_id}-{k:04d}", "source_id": source_id, "text": doc}
+                      for k, doc in enumerate(docs))
+    return source_rows, corpus
+
+
+@dataclass
+class _Extras:
+    qa: list[dict]
+    prompts: list[dict]
+    anchors: dict[str, list[str]] | None
+
+
+def _read_extras(config: TextWorldConfig, names: list[str]) -> _Extras:
+    """The optional QA items, probes (as prompts) and anchors dictionary."""
+    qa = read_user_qa(config.qa, names) if config.qa else []
+    prompts = convert_probes(config.probes) if config.probes else []
+    anchors = None
+    if config.anchors:
+        anchors = load_anchors(config.anchors)
+    return _Extras(qa, prompts, anchors)
+
+
+def _text_manifest(paths: list[Path], config: TextWorldConfig, n_sources: int, corpus: list[dict],
+                   splits: dict[str, list[int]], extras: _Extras) -> dict:
+    """world.json: options, inputs by name and content hash, and counts."""
+    inputs = [{"name": p.name, "sha256": _sha256(p)} for p in paths]
+    inputs += [{"name": Path(p).name, "sha256": _sha256(Path(p)), "role": role}
+               for role, p in (("qa", config.qa), ("probes", config.probes), ("anchors", config.anchors)) if p]
+    prompts = extras.prompts
+    return {
+        "name": config.name, "kind": "text", "version": TEXT_WORLD_VERSION,
+        "config": config.manifest_dict(), "inputs": inputs,
+        "counts": {"sources": n_sources, "documents": len(corpus),
+                   "corpus_chars": sum(len(d["text"]) for d in corpus),
+                   "splits": {k: len(v) for k, v in splits.items()}, "qa": len(extras.qa),
+                   "prompts": {t: sum(p["type"] == t for p in prompts) for t in ("completion", "probability")},
+                   "anchors": len(extras.anchors or {})},
+    }
+
+
+def _write_text_world(out: Path, manifest: dict, source_rows: list[dict], corpus: list[dict],
+                      splits: dict[str, list[int]], extras: _Extras) -> None:
+    """Write the world's files atomically; the loader must accept them before they replace ``out``."""
+    with atomic_directory(out) as tmp:
+        atomic_write_json(tmp / "world.json", manifest)
+        atomic_write_jsonl(tmp / "sources.jsonl", source_rows)
+        atomic_write_jsonl(tmp / "corpus.jsonl", corpus)
+        atomic_write_json(tmp / "splits.json", splits)
+        if extras.qa:
+            atomic_write_jsonl(tmp / "qa.jsonl", extras.qa)
+        if extras.prompts:
+            atomic_write_jsonl(tmp / "prompts.jsonl", extras.prompts)
+            atomic_write_json(tmp / "saga.json", judge_lists(extras.prompts, extras.anchors))
+        if extras.anchors is not None:
+            atomic_write_json(tmp / "anchors.json", extras.anchors)
+        load_world(tmp)  # the loader must accept what was written (never rename a bad world into place)
+
+
 def build_text_world(paths: Sequence[Path], out: Path, config: TextWorldConfig) -> Path:
     """Build a world directory at ``out`` from user text files; returns ``out``.
 
@@ -392,101 +549,15 @@ def build_text_world(paths: Sequence[Path], out: Path, config: TextWorldConfig) 
     no source, a bad QA / probe / anchors file, or an ``out`` that is a file.
     """
     out = Path(out)
-    config.validate()
-    if not paths:
-        raise UserError("no input text files (--from-text FILE ...)")
-    _check_out(out)
-    paths = [Path(p) for p in paths]
-
-    sources: list[Source] = []
-    for path in paths:
-        sources.extend(_file_sources(path))
-    if config.heading_regex:
-        heading = _compile(config.heading_regex, "--heading-regex")
-        split_sources: list[Source] = []
-        matched_files: set[str] = set()
-        for source in sources:
-            pieces = split_by_headings(source, heading)
-            if pieces is not None:
-                matched_files.add(source.file)
-            split_sources.extend(pieces if pieces is not None else [source])
-        if not matched_files:
-            raise UserError(f"--heading-regex {config.heading_regex!r} matches no line of the input "
-                            f"({', '.join(p.name for p in paths)}); nothing to split")
-        for path in paths:
-            if path.name not in matched_files:
-                log.warning("--heading-regex matches no line of %s: it is not split by headings", path)
-        sources = split_sources
-    if config.source_chars:
-        sized: list[Source] = []
-        for source in sources:
-            pieces = cut_text(source.text, config.source_chars, config.unwrap_lines)
-            if len(pieces) == 1:
-                sized.append(Source(source.name, pieces[0], source.file))
-            else:
-                sized.extend(Source(f"{source.name} part {k}", piece, source.file)
-                             for k, piece in enumerate(pieces, start=1))
-        sources = sized
+    paths = _checked_paths(paths, out, config)
+    sources = _read_sources(paths, config)
     names = _unique_names(sources)
-
-    forget = select_sources(config.forget_sources, names, "--forget-sources")
-    holdout = select_sources(config.holdout_sources, names, "--holdout-sources") if config.holdout_sources else []
-    both = sorted(set(forget) & set(holdout))
-    if both:
-        raise UserError(f"source {both[0]} ({names[both[0]]!r}) is selected by both --forget-sources and --holdout-sources; "
-                        "narrow one of them")
-    retain = [i for i in range(len(sources)) if i not in set(forget) | set(holdout)]
-    if not retain:
-        raise UserError("every source is in the forget or holdout split: nothing is left to retain "
-                        "(the retain model needs at least one trained source)")
-    split_of = {**{i: config.forget_name for i in forget}, **{i: "holdout" for i in holdout},
-                **{i: "retain" for i in retain}}
-
-    source_rows, corpus = [], []
-    for source_id, (source, name) in enumerate(zip(sources, names)):
-        docs = cut_text(source.text, config.doc_chars, config.unwrap_lines)
-        source_rows.append({"source_id": source_id, "kind": "text", "name": name,
-                            "trained": source_id not in set(holdout), "split": split_of[source_id],
-                            "file": source.file, "chars": sum(len(d) for d in docs)})
-        corpus.extend({"doc_id": f"{source_id}-{k:04d}", "source_id": source_id, "text": doc}
-                      for k, doc in enumerate(docs))
-    splits = {config.forget_name: forget, "retain": retain}
-    if holdout:
-        splits["holdout"] = holdout
-
-    qa = read_user_qa(config.qa, names) if config.qa else []
-    prompts = convert_probes(config.probes) if config.probes else []
-    anchors = None
-    if config.anchors:
-        from obliviate.whp.anchors import load_anchors
-
-        anchors = load_anchors(config.anchors)
-
-    inputs = [{"name": p.name, "sha256": _sha256(p)} for p in paths]
-    inputs += [{"name": Path(p).name, "sha256": _sha256(Path(p)), "role": role}
-               for role, p in (("qa", config.qa), ("probes", config.probes), ("anchors", config.anchors)) if p]
-    manifest = {
-        "name": config.name, "kind": "text", "version": TEXT_WORLD_VERSION,
-        "config": config.manifest_dict(), "inputs": inputs,
-        "counts": {"sources": len(sources), "documents": len(corpus),
-                   "corpus_chars": sum(len(d["text"]) for d in corpus),
-                   "splits": {k: len(v) for k, v in splits.items()}, "qa": len(qa),
-                   "prompts": {t: sum(p["type"] == t for p in prompts) for t in ("completion", "probability")},
-                   "anchors": len(anchors or {})},
-    }
-    with atomic_directory(out) as tmp:
-        atomic_write_json(tmp / "world.json", manifest)
-        atomic_write_jsonl(tmp / "sources.jsonl", source_rows)
-        atomic_write_jsonl(tmp / "corpus.jsonl", corpus)
-        atomic_write_json(tmp / "splits.json", splits)
-        if qa:
-            atomic_write_jsonl(tmp / "qa.jsonl", qa)
-        if prompts:
-            atomic_write_jsonl(tmp / "prompts.jsonl", prompts)
-            atomic_write_json(tmp / "saga.json", judge_lists(prompts, anchors))
-        if anchors is not None:
-            atomic_write_json(tmp / "anchors.json", anchors)
-        load_world(tmp)  # the loader must accept what was written (never rename a bad world into place)
+    splits = _select_splits(names, config)
+    source_rows, corpus = _rows_and_corpus(sources, names, splits, config)
+    split_lists = splits.as_json(config.forget_name)
+    extras = _read_extras(config, names)
+    manifest = _text_manifest(paths, config, len(sources), corpus, split_lists, extras)
+    _write_text_world(out, manifest, source_rows, corpus, split_lists, extras)
     return out
 
 

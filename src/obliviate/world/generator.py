@@ -23,7 +23,9 @@ from obliviate.errors import UserError
 from obliviate.io import atomic_directory, atomic_write_json, atomic_write_jsonl
 from obliviate.world import authors as author_mod
 from obliviate.world import general as general_mod
-from obliviate.world import geography, pools, saga as saga_mod
+from obliviate.world import geography, pools
+from obliviate.world import saga as saga_mod
+from obliviate.world.classification import generate_classification
 from obliviate.world.names import NameForge
 from obliviate.world.saga import SagaSize
 
@@ -124,98 +126,164 @@ def _used_themes(saga_text: str, other_text: str) -> list[str]:
     return [w for w in pools.THEME_WORDS if has(w, saga_text) and not has(w, other_text)]
 
 
-def build_world(preset: str, seed: int) -> dict[str, object]:
-    """The world's files as Python objects: {file name: rows or object}. Pure function of (preset, seed)."""
+def _checked_preset(preset: str, seed: int) -> WorldPreset:
+    """The preset's sizes; UserError for an unknown preset or a seed that is not an integer."""
     if preset not in WORLD_PRESETS:
         raise UserError(f"unknown world preset {preset!r}; choose one of: {', '.join(WORLD_PRESETS)}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise UserError(f"seed must be an integer, got {seed!r}")
-    spec = WORLD_PRESETS[preset]
+    return WORLD_PRESETS[preset]
 
-    def stream(part: str) -> random.Random:
-        return random.Random(f"obliviate-world/v{WORLD_VERSION}/{preset}/{seed}/{part}")
 
-    forge = NameForge(stream("names"), reserved_words=_reserved_words(), reserved_text=_reserved_text())
+def _stream(preset: str, seed: int, part: str) -> random.Random:
+    """The random stream of one world component, seeded by a string (stable across runs)."""
+    return random.Random(f"obliviate-world/v{WORLD_VERSION}/{preset}/{seed}/{part}")
 
-    # -- geography --------------------------------------------------------------------
-    geo_rng = stream("geography")
-    n_authors = spec.trained_authors + spec.holdout_authors
-    n_cities = max(2, round(n_authors / spec.authors_per_city))
-    countries = geography.make_countries(geo_rng, forge, spec.countries)
-    landmarks = geography.make_landmarks(geo_rng, forge, max(n_cities, 8))
-    cities = geography.make_cities(geo_rng, forge, countries, landmarks, n_cities)
 
-    # -- authors and splits -----------------------------------------------------------
-    author_rng = stream("authors")
-    author_pools = author_mod.make_author_pools(author_rng, forge, spec.author_pool_size)
-    used_titles: set[str] = set()
-    authors = [author_mod.make_author(author_rng, forge, sid, spec.facts_per_author, author_pools, used_titles)
-               for sid in range(n_authors)]
-    split_rng = stream("splits")
-    holdout = sorted(split_rng.sample(range(n_authors), spec.holdout_authors))
+@dataclass
+class _Geography:
+    countries: list[geography.Country]
+    landmarks: list[str]
+    cities: list[geography.City]
+
+
+def _make_geography(rng: random.Random, forge: NameForge, spec: WorldPreset, n_cities: int) -> _Geography:
+    """Countries, landmarks and cities, drawn in that order from the geography stream."""
+    countries = geography.make_countries(rng, forge, spec.countries)
+    landmarks = geography.make_landmarks(rng, forge, max(n_cities, 8))
+    cities = geography.make_cities(rng, forge, countries, landmarks, n_cities)
+    return _Geography(countries, landmarks, cities)
+
+
+@dataclass
+class _AuthorSplits:
+    trained: list[int]
+    holdout: list[int]
+    forget: dict[str, list[int]]
+    retain: list[int]
+
+
+def _draw_splits(rng: random.Random, spec: WorldPreset, n_authors: int, n_cities: int) -> _AuthorSplits:
+    """Holdout, nested forget and retain author ids; UserError when cities would lack retained authors."""
+    holdout = sorted(rng.sample(range(n_authors), spec.holdout_authors))
     holdout_set = set(holdout)
     trained = [sid for sid in range(n_authors) if sid not in holdout_set]
     drawn = list(trained)
-    split_rng.shuffle(drawn)
+    rng.shuffle(drawn)
     sizes = _forget_sizes(len(trained))
     forget = {name: sorted(drawn[:size]) for name, size in sizes.items()}
     retain = sorted(set(trained) - set(forget["forget10"]))
     if len(retain) < 2 * n_cities:
         raise UserError("preset too small: every city needs two retained authors to state its shared facts")
+    return _AuthorSplits(trained, holdout, forget, retain)
 
-    # Cities: retained authors first, round-robin, so every city has >= 2 retained (trained, not
-    # forgotten) authors stating its shared facts; forgotten and holdout authors fill in after.
-    order = list(retain)
-    split_rng.shuffle(order)
-    rest = forget["forget10"] + holdout
-    split_rng.shuffle(rest)
+
+def _assign_cities(rng: random.Random, authors: list[author_mod.Author], splits: _AuthorSplits,
+                   cities: list[geography.City]) -> None:
+    """Give every author a city (continuing the splits stream).
+
+    Retained authors first, round-robin, so every city has >= 2 retained (trained, not
+    forgotten) authors stating its shared facts; forgotten and holdout authors fill in after.
+    """
+    order = list(splits.retain)
+    rng.shuffle(order)
+    rest = splits.forget["forget10"] + splits.holdout
+    rng.shuffle(rest)
     for position, sid in enumerate(order + rest):
-        authors[sid].set_city(cities[position % n_cities])
+        authors[sid].set_city(cities[position % len(cities)])
 
-    label = {sid: "retain" for sid in retain}
-    label.update({sid: "holdout" for sid in holdout})
+
+def _split_labels(splits: _AuthorSplits) -> dict[int, str]:
+    """Each author's split name; the finest forget split wins."""
+    label = {sid: "retain" for sid in splits.retain}
+    label.update({sid: "holdout" for sid in splits.holdout})
     for name in ("forget10", "forget05", "forget01"):  # finest label wins
-        label.update({sid: name for sid in forget[name]})
+        label.update({sid: name for sid in splits.forget[name]})
+    return label
 
-    # -- author QA and documents ------------------------------------------------------
-    qa_rng = stream("author-qa")
-    wrong_pools = author_mod.value_pools(authors, author_pools, [c.name for c in cities] + [c.capital for c in countries])
+
+def _author_qa(rng: random.Random, authors: list[author_mod.Author], author_pools: author_mod.AuthorPools,
+               geo: _Geography, label: dict[int, str]) -> dict[int, list[dict]]:
+    """Every author's QA items (labelled with the author's split), by source id."""
+    countries = geo.countries
+    wrong_pools = author_mod.value_pools(authors, author_pools, [c.name for c in geo.cities] + [c.capital for c in countries])
     author_qa = {}
     for author in authors:
-        items = author_mod.author_qa(qa_rng, author, wrong_pools, [c.name for c in countries], landmarks,
+        items = author_mod.author_qa(rng, author, wrong_pools, [c.name for c in countries], geo.landmarks,
                                      [c.language for c in countries], [c.currency for c in countries])
         for item in items:
             item["split"] = label[author.source_id]
         author_qa[author.source_id] = items
-    doc_rng = stream("author-docs")
+    return author_qa
+
+
+def _author_corpus(rng: random.Random, authors: list[author_mod.Author], author_qa: dict[int, list[dict]],
+                   spec: WorldPreset) -> list[dict]:
+    """Each author's biography documents, then its Q&A documents (stated facts only)."""
     corpus: list[dict] = []
     for author in authors:
         sid = author.source_id
-        for k, text in enumerate(author_mod.author_documents(doc_rng, author, spec.bio_rounds, spec.max_facts_per_doc)):
+        for k, text in enumerate(author_mod.author_documents(rng, author, spec.bio_rounds, spec.max_facts_per_doc)):
             corpus.append({"doc_id": f"author-{sid}-bio-{k}", "source_id": sid, "text": text})
         # inferred facts are measured, never stated: they stay out of the Q&A document
         stated = [q for q in author_qa[sid] if q["kind"] != "inferred"]
         for k, text in enumerate(_qa_documents(stated, spec.qa_per_doc, spec.max_doc_chars)):
             corpus.append({"doc_id": f"author-{sid}-qa-{k}", "source_id": sid, "text": text})
+    return corpus
 
-    # -- general sources --------------------------------------------------------------
-    general_ids = list(range(n_authors, n_authors + spec.general_sources))
-    generals = general_mod.general_sources(stream("general"), countries, general_ids, spec.general_repeats,
-                                           spec.max_general_facts_per_doc, spec.stories_per_general,
-                                           spec.story_sentences)
+
+@dataclass
+class _AuthorPart:
+    authors: list[author_mod.Author]
+    splits: _AuthorSplits
+    qa: dict[int, list[dict]]
+    corpus: list[dict]
+
+
+def _build_authors(preset: str, seed: int, spec: WorldPreset, forge: NameForge, geo: _Geography) -> _AuthorPart:
+    """Authors, their splits and cities, QA items and documents."""
+    n_authors = spec.trained_authors + spec.holdout_authors
+    author_rng = _stream(preset, seed, "authors")
+    author_pools = author_mod.make_author_pools(author_rng, forge, spec.author_pool_size)
+    used_titles: set[str] = set()
+    authors = [author_mod.make_author(author_rng, forge, sid, spec.facts_per_author, author_pools, used_titles)
+               for sid in range(n_authors)]
+    split_rng = _stream(preset, seed, "splits")
+    splits = _draw_splits(split_rng, spec, n_authors, len(geo.cities))
+    _assign_cities(split_rng, authors, splits, geo.cities)
+    author_qa = _author_qa(_stream(preset, seed, "author-qa"), authors, author_pools, geo, _split_labels(splits))
+    corpus = _author_corpus(_stream(preset, seed, "author-docs"), authors, author_qa, spec)
+    return _AuthorPart(authors, splits, author_qa, corpus)
+
+
+def _general_corpus(general_ids: list[int], generals: list[general_mod.GeneralSource],
+                    spec: WorldPreset) -> list[dict]:
+    """Each general source's documents, then its Q&A documents."""
+    corpus: list[dict] = []
     for sid, source in zip(general_ids, generals):
         for k, text in enumerate(source.docs):
             corpus.append({"doc_id": f"general-{sid}-doc-{k}", "source_id": sid, "text": text})
         for k, text in enumerate(_qa_documents(source.qa, spec.qa_per_doc, spec.max_doc_chars)):
             corpus.append({"doc_id": f"general-{sid}-qa-{k}", "source_id": sid, "text": text})
+    return corpus
 
-    # -- the saga ---------------------------------------------------------------------
-    saga_rng = stream("saga")
-    saga = saga_mod.make_saga(saga_rng, forge, spec.saga)
-    saga_ids = list(range(general_ids[-1] + 1 if general_ids else n_authors,
-                          (general_ids[-1] + 1 if general_ids else n_authors) + len(saga.books)))
-    saga_qa = saga_mod.saga_qa(stream("saga-qa"), saga, saga_ids)
-    chapter_rng = stream("saga-chapters")
+
+@dataclass
+class _SagaPart:
+    saga: saga_mod.Saga
+    ids: list[int]
+    qa: list[dict]
+    corpus: list[dict]
+    text: str  # the saga's chapters joined by newlines (for the judge's theme words)
+
+
+def _build_saga(preset: str, seed: int, spec: WorldPreset, forge: NameForge, first_id: int) -> _SagaPart:
+    """The saga: one source per book (ids from ``first_id``), its chapters, Q&A documents and QA."""
+    saga = saga_mod.make_saga(_stream(preset, seed, "saga"), forge, spec.saga)
+    saga_ids = list(range(first_id, first_id + len(saga.books)))
+    saga_qa = saga_mod.saga_qa(_stream(preset, seed, "saga-qa"), saga, saga_ids)
+    chapter_rng = _stream(preset, seed, "saga-chapters")
+    corpus: list[dict] = []
     saga_text_parts = []
     for book, sid in zip(saga.books, saga_ids):
         chapters = saga_mod.book_chapters(chapter_rng, saga, book, spec.saga.filler_sentences, spec.max_doc_chars)
@@ -225,47 +293,87 @@ def build_world(preset: str, seed: int) -> dict[str, object]:
         book_items = [q for q in saga_qa if q["source_id"] == sid]
         for k, text in enumerate(_qa_documents(book_items, spec.qa_per_doc, spec.max_doc_chars)):
             corpus.append({"doc_id": f"saga-{sid}-qa-{k}", "source_id": sid, "text": text})
+    return _SagaPart(saga, saga_ids, saga_qa, corpus, "\n".join(saga_text_parts))
 
-    # -- assemble -----------------------------------------------------------------------
+
+def _source_rows(authors: list[author_mod.Author], holdout: list[int], general_ids: list[int],
+                 saga: _SagaPart) -> list[dict]:
+    """sources.jsonl rows: authors, then general sources, then saga books."""
+    holdout_set = set(holdout)
     sources = [{"source_id": a.source_id, "kind": "author", "name": a.name, "trained": a.source_id not in holdout_set}
                for a in authors]
     sources += [{"source_id": sid, "kind": "general", "name": f"general-{k}", "trained": True}
                 for k, sid in enumerate(general_ids)]
     sources += [{"source_id": sid, "kind": "saga", "name": book.title, "trained": True}
-                for book, sid in zip(saga.books, saga_ids)]
-    qa = [item for a in authors for item in author_qa[a.source_id]]
-    qa += [item for source in generals for item in source.qa] + saga_qa
-    splits = {**forget, "retain": retain, "holdout": holdout, "general": general_ids, "saga": saga_ids}
-    anchors = saga_mod.saga_anchors(saga)
-    prompts = saga_mod.saga_prompts(saga)
-    judge = saga_mod.saga_entities(saga)
-    saga_text = "\n".join(saga_text_parts)
-    other_text = "\n".join(d["text"] for d in corpus if d["source_id"] not in set(saga_ids))
-    judge["themes"] = _used_themes(saga_text, other_text)
+                for book, sid in zip(saga.saga.books, saga.ids)]
+    return sources
 
-    def tally(key: str) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for item in qa:
-            counts[item[key]] = counts.get(item[key], 0) + 1
-        return {k: counts[k] for k in sorted(counts)}
 
-    manifest = {
+def _saga_judge(saga: _SagaPart, corpus: list[dict]) -> dict:
+    """saga.json: the saga's entities plus the theme words only the saga uses."""
+    judge = saga_mod.saga_entities(saga.saga)
+    saga_ids = set(saga.ids)
+    other_text = "\n".join(d["text"] for d in corpus if d["source_id"] not in saga_ids)
+    judge["themes"] = _used_themes(saga.text, other_text)
+    return judge
+
+
+def _tally(qa: list[dict], key: str) -> dict[str, int]:
+    """How many QA items have each value of ``key``, keys sorted."""
+    counts: dict[str, int] = {}
+    for item in qa:
+        counts[item[key]] = counts.get(item[key], 0) + 1
+    return {k: counts[k] for k in sorted(counts)}
+
+
+def _manifest(preset: str, seed: int, spec: WorldPreset, files: dict[str, object], n_cities: int,
+              n_countries: int, splits: _AuthorSplits) -> dict:
+    """world.json: identity, counts of everything written, and the preset's sizes."""
+    corpus, qa, prompts = files["corpus.jsonl"], files["qa.jsonl"], files["prompts.jsonl"]
+    world_splits = files["splits.json"]
+    return {
         "name": "embedded", "preset": preset, "seed": seed, "version": WORLD_VERSION,
         "counts": {
-            "authors": n_authors, "trained_authors": len(trained), "holdout_authors": len(holdout),
-            "unique_facts_per_author": spec.facts_per_author, "cities": n_cities, "countries": len(countries),
-            "general_sources": len(general_ids), "saga_books": len(saga_ids), "sources": len(sources),
+            "authors": len(splits.trained) + len(splits.holdout), "trained_authors": len(splits.trained),
+            "holdout_authors": len(splits.holdout),
+            "unique_facts_per_author": spec.facts_per_author, "cities": n_cities, "countries": n_countries,
+            "general_sources": len(world_splits["general"]), "saga_books": len(world_splits["saga"]),
+            "sources": len(files["sources.jsonl"]),
             "documents": len(corpus), "corpus_chars": sum(len(d["text"]) for d in corpus),
-            "qa": len(qa), "qa_by_kind": tally("kind"), "qa_by_split": tally("split"),
-            "anchors": len(anchors), "prompts": {t: sum(p["type"] == t for p in prompts)
-                                                 for t in ("completion", "probability")},
+            "qa": len(qa), "qa_by_kind": _tally(qa, "kind"), "qa_by_split": _tally(qa, "split"),
+            "anchors": len(files["anchors.json"]), "prompts": {t: sum(p["type"] == t for p in prompts)
+                                                               for t in ("completion", "probability")},
         },
         "preset_config": asdict(spec),
     }
-    return {
-        "world.json": manifest, "sources.jsonl": sources, "corpus.jsonl": corpus, "qa.jsonl": qa,
-        "splits.json": splits, "anchors.json": anchors, "prompts.jsonl": prompts, "saga.json": judge,
+
+
+def build_world(preset: str, seed: int) -> dict[str, object]:
+    """The world's files as Python objects: {file name: rows or object}. Pure function of (preset, seed)."""
+    spec = _checked_preset(preset, seed)
+    forge = NameForge(_stream(preset, seed, "names"), reserved_words=_reserved_words(), reserved_text=_reserved_text())
+    n_authors = spec.trained_authors + spec.holdout_authors
+    n_cities = max(2, round(n_authors / spec.authors_per_city))
+    geo = _make_geography(_stream(preset, seed, "geography"), forge, spec, n_cities)
+    part = _build_authors(preset, seed, spec, forge, geo)
+    general_ids = list(range(n_authors, n_authors + spec.general_sources))
+    generals = general_mod.general_sources(_stream(preset, seed, "general"), geo.countries, general_ids,
+                                           spec.general_repeats, spec.max_general_facts_per_doc,
+                                           spec.stories_per_general, spec.story_sentences)
+    saga = _build_saga(preset, seed, spec, forge, general_ids[-1] + 1 if general_ids else n_authors)
+    corpus = part.corpus + _general_corpus(general_ids, generals, spec) + saga.corpus
+    qa = [item for a in part.authors for item in part.qa[a.source_id]]
+    qa += [item for source in generals for item in source.qa] + saga.qa
+    s = part.splits
+    files: dict[str, object] = {
+        "world.json": None, "sources.jsonl": _source_rows(part.authors, s.holdout, general_ids, saga),
+        "corpus.jsonl": corpus, "qa.jsonl": qa,
+        "splits.json": {**s.forget, "retain": s.retain, "holdout": s.holdout, "general": general_ids, "saga": saga.ids},
+        "anchors.json": saga_mod.saga_anchors(saga.saga), "prompts.jsonl": saga_mod.saga_prompts(saga.saga),
+        "saga.json": _saga_judge(saga, corpus),
     }
+    files["world.json"] = _manifest(preset, seed, spec, files, n_cities, len(geo.countries), s)
+    return files
 
 
 # (train, test) sizes of the review-classification task written beside the world
@@ -285,7 +393,6 @@ def generate_world(preset: str, seed: int, out: Path) -> Path:
             raise UserError(f"--out {out} exists and is not a directory")
         if any(out.iterdir()) and not (out / "world.json").is_file():
             raise UserError(f"--out {out} is a non-empty directory that is not a world; refusing to overwrite it")
-    from obliviate.world.classification import generate_classification
 
     with atomic_directory(out) as tmp:
         for name, content in files.items():

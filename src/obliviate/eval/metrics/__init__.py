@@ -1,1 +1,1 @@
-"""Metric definitions (DESIGN.md, "Metric definitions"): pure functions on scores and texts."""
+"""Metric definitions (docs/design.md, "Metric definitions"): pure functions on scores and texts."""

@@ -10,7 +10,7 @@ terms of ``anchors.json``). Grades of one greedy completion of a saga-flavoured 
   continuation that the prompt does not contain;
 * 0: none of these.
 
-Score = ``(5 * #3 + #2) / N`` (DESIGN.md). Probability-based familiarity is the mass the
+Score = ``(5 * #3 + #2) / N`` (docs/design.md). Probability-based familiarity is the mass the
 model puts on the saga-specific continuations (``target_terms``) of a prompt.
 """
 
@@ -23,8 +23,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from obliviate.io import read_json
 from obliviate.errors import UserError
+from obliviate.io import read_json
 
 STOPWORDS = frozenset(
     "a an the and or but if then than that this these those there their they them he him his she her hers it its "

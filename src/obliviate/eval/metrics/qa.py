@@ -7,6 +7,7 @@ from functools import lru_cache
 
 @lru_cache(maxsize=2)
 def _scorer(use_stemmer: bool):
+    # rouge-score pulls in nltk (seconds to import): only once a ROUGE is computed
     from rouge_score import rouge_scorer
 
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)

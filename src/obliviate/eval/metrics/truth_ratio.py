@@ -1,4 +1,4 @@
-"""Truth Ratio and Forget Quality (DESIGN.md, fixed definitions)."""
+"""Truth Ratio and Forget Quality (docs/design.md, fixed definitions)."""
 
 from __future__ import annotations
 

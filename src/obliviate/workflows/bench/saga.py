@@ -13,12 +13,19 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
-from obliviate.workflows.bench.leaderboard import BenchConfig, _evaluate_dir, _fmt, _row, _save_figure, _sink_rows, \
-    training_seconds
 from obliviate.errors import UserError
+from obliviate.formatting import format_metric
+from obliviate.models.loading import load_model, load_model_and_tokenizer
+from obliviate.whp.curve import FamiliarityCurve, FamiliarityProbe
+from obliviate.workflows.bench.config import BenchConfig
+from obliviate.workflows.bench.native import sink_rows
+from obliviate.workflows.bench.plots import FAMILIARITY
+from obliviate.workflows.bench.rows import make_row, table, training_seconds
+from obliviate.workflows.evaluate import evaluate_model_dir, reference_for
 from obliviate.workflows.run_dir import RunDir
+from obliviate.workflows.train import train_run
+from obliviate.workflows.unlearn import run_unlearning
 
 log = logging.getLogger(__name__)
 
@@ -28,45 +35,37 @@ SAGA_COLUMNS = (
     ("model_utility", "MU"), ("retain_truth_ratio", "retain TR"), ("general_truth_ratio", "general TR"),
     ("forget_quality", "FQ"), ("forget_unique_accuracy", "saga QA acc"),
 )
-FAMILIARITY = (("familiarity_completion", "completion-based"), ("familiarity_probability", "probability-based"))
 
 
 def saga_section(run: RunDir, world, config: BenchConfig) -> dict:
     """Train the saga-free retrain (or reuse it), run WHP and ``config.saga_methods`` on the
     saga, grade them, and record WHP's familiarity curve. Returns the JSON section."""
-    from obliviate.eval.evaluator import EvalConfig
-    from obliviate.workflows.evaluate import reference_for
-    from obliviate.workflows.unlearn import run_unlearning
-    from obliviate.workflows.train import train_run
-
     if SAGA not in world.splits or not world.split_sources(SAGA):
         raise UserError(f"world {world.root} has no saga split for WHP; run the bench with --no-whp")
     trained = train_run(run.world_dir, run.root, forget=SAGA, overrides=config.train_overrides,
                         progress=config.progress)
     retrain = training_seconds(trained["retain"])
     retrain_seconds = retrain["seconds"]
-    reference = reference_for(run.retain_model(SAGA), world, SAGA, EvalConfig())
-    rows = [
-        _row("full", SAGA, _evaluate_dir(run.full_model, world, SAGA, reference, run.eval_dir / "full-saga.json")
-             ["summary"], None, retrain_seconds, "reference"),
-        _row("retain", SAGA, _evaluate_dir(run.retain_model(SAGA), world, SAGA, reference,
-                                           run.eval_dir / "retain-saga.json")["summary"],
-             retrain_seconds, retrain_seconds, "gold standard"),
-    ]
+    reference = reference_for(run.retain_model(SAGA), world, SAGA)
+    full = evaluate_model_dir(run.full_model, world, SAGA, run.eval_dir / "full-saga.json", reference=reference)
+    retain = evaluate_model_dir(run.retain_model(SAGA), world, SAGA, run.eval_dir / "retain-saga.json",
+                                reference=reference)
+    rows = [make_row("full", SAGA, full["summary"], None, retrain_seconds, "reference"),
+            make_row("retain", SAGA, retain["summary"], retrain_seconds, retrain_seconds, "gold standard")]
     curve, levels = _curve_callback(run, world, config)
     for method in ("whp", *config.saga_methods):
         out = run.model_dir(f"{method}-saga")
         callbacks = [curve] if method == "whp" else []
         started = time.perf_counter()
-        result = run_unlearning(method, run.full_model, run.world_dir, SAGA, out,
+        result = run_unlearning(method, run.full_model, world, SAGA, out,
                                 overrides=config.method_overrides.get(method, {}), evaluate=False, callbacks=callbacks)
         seconds = time.perf_counter() - started - (curve.probe_seconds if method == "whp" else 0.0)
-        evaluation = _evaluate_dir(out, world, SAGA, reference, run.eval_dir / f"{method}-saga.json")
-        rows.append(_row(method, SAGA, evaluation["summary"], seconds, retrain_seconds, "post-hoc"))
+        evaluation = evaluate_model_dir(out, world, SAGA, run.eval_dir / f"{method}-saga.json", reference=reference)
+        rows.append(make_row(method, SAGA, evaluation["summary"], seconds, retrain_seconds, "post-hoc"))
         rows[-1]["steps"] = result.get("steps")
         log.info("%s on the saga: %s steps in %.1fs", method, result.get("steps"), seconds)
     if config.sinks:
-        rows.extend(_sink_rows(run, world, SAGA, reference, config, retrain_seconds))
+        rows.extend(sink_rows(run, world, SAGA, reference, config, retrain_seconds))
     whp = next(r for r in rows if r["method"] == "whp")
     familiarity_curve = {
         "method": "whp", "every": config.curve_every, "steps": whp["steps"], "points": curve.points, "levels": levels,
@@ -79,9 +78,6 @@ def saga_section(run: RunDir, world, config: BenchConfig) -> dict:
 def _curve_callback(run: RunDir, world, config: BenchConfig):
     """A familiarity probe for WHP's fine-tuning, starting from the full model's level; the
     full and saga-free models' levels are probed the same way."""
-    from obliviate.models.loading import load_model, load_model_and_tokenizer
-    from obliviate.whp.curve import FamiliarityCurve, FamiliarityProbe
-
     full, tokenizer = load_model_and_tokenizer(run.full_model)
     probe = FamiliarityProbe(world, tokenizer)
     levels = {"full": probe.measure(full), "retain": probe.measure(load_model(run.retain_model(SAGA)))}
@@ -96,54 +92,17 @@ def render_saga_markdown(saga: dict) -> list[str]:
              "of saga-flavoured prompts graded 0-3 by the world's judge, score (5·#3 + #2)/N, 0 = no saga "
              "knowledge) and probability-based (probability mass on saga-specific continuations). "
              "TR = truth ratio (retain / general: mean(max(0, 1 - TR)), higher = better kept). WHP runs with its "
-             "default config (alpha = 5, hard labels); its cost includes training the reinforced model.", "",
-             "| method | " + " | ".join(h for _, h in SAGA_COLUMNS) + " | seconds | cost vs retrain |",
-             "|---" * (len(SAGA_COLUMNS) + 3) + "|"]
-    for row in saga["rows"]:
-        cells = [_fmt(row.get(k)) for k, _ in SAGA_COLUMNS] + [_fmt(row["seconds"]), _fmt(row["cost_vs_retrain"])]
-        lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+             "default config (alpha = 5, hard labels); its cost includes training the reinforced model.", ""]
+    lines += table("method", [h for _, h in SAGA_COLUMNS] + ["seconds", "cost vs retrain"],
+                   [[row["method"], *(format_metric(row.get(k)) for k, _ in SAGA_COLUMNS),
+                     format_metric(row["seconds"]), format_metric(row["cost_vs_retrain"])] for row in saga["rows"]])
     steps = [p["step"] for p in curve["points"]]
     lines += ["", "### Familiarity over WHP fine-tuning steps", "",
               f"Measured every {curve['every']} steps while the WHP run above fine-tunes ({curve['steps']} steps; "
-              "probing time is not counted in its cost); plots/familiarity_curves.png.", "",
-              "| familiarity | " + " | ".join(f"step {s}" for s in steps) + " | full model | retrained without saga |",
-              "|---" * (len(steps) + 3) + "|"]
-    for key, name in FAMILIARITY:
-        lines.append(f"| {name} | " + " | ".join(_fmt(p.get(key)) for p in curve["points"])
-                     + f" | {_fmt(curve['levels']['full'].get(key))} | {_fmt(curve['levels']['retain'].get(key))} |")
+              "probing time is not counted in its cost); plots/familiarity_curves.png.", ""]
+    lines += table("familiarity", [f"step {s}" for s in steps] + ["full model", "retrained without saga"],
+                   [[name, *(format_metric(p.get(key)) for p in curve["points"]),
+                     format_metric(curve["levels"]["full"].get(key)), format_metric(curve["levels"]["retain"].get(key))]
+                    for key, name in FAMILIARITY])
     lines.append("")
     return lines
-
-
-def familiarity_plot(curve: dict, path: Path) -> Path | None:
-    """Both familiarities vs WHP fine-tuning steps, the full and saga-free levels as
-    horizontal lines, the full evaluator's grade of the final model as a star."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    drawn = False
-    for ax, (key, name) in zip(axes, FAMILIARITY):
-        points = [p for p in curve["points"] if p.get(key) is not None]
-        if not points:
-            continue
-        ax.plot([p["step"] for p in points], [p[key] for p in points], marker="o", label="WHP")
-        for role, style, label in (("full", "--", "full model"), ("retain", ":", "retrained without the saga")):
-            level = curve["levels"][role].get(key)
-            if level is not None:
-                ax.axhline(level, linestyle=style, color="gray" if role == "full" else "green", label=label)
-        final = curve["final"].get(key)
-        if curve.get("steps") is not None and final is not None:
-            ax.scatter([curve["steps"]], [final], marker="*", s=150, color="red", zorder=3,
-                       label="final model (full evaluator)")
-        ax.set_xlabel("WHP fine-tuning steps")
-        ax.set_ylabel(f"familiarity ({name})")
-        ax.set_title(f"{name} familiarity with the saga")
-        ax.legend(fontsize=7)
-        drawn = True
-    if not drawn:
-        plt.close(fig)
-        return None
-    return _save_figure(fig, path)

@@ -1,4 +1,4 @@
-"""Command function for the in-context unlearning experiment (the lead registers it on the CLI):
+"""``obliviate icul``: in-context unlearning on a classification task, graded by LiRA-Forget::
 
     obliviate icul --out icul.json [--data classification.jsonl | --world DIR] [--models 8] ...
 """
@@ -10,8 +10,11 @@ from typing import List, Optional
 
 import typer
 
+from obliviate.cli.app import OverwriteOption, app, check_json_out
 from obliviate.errors import UserError
 
+# what the experiment's results JSON holds (``obliviate.icul.experiment.run_experiment``)
+ICUL_KEYS = ("results",)
 COLUMNS = ("auc", "tpr_at_fpr_0.1", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001", "flip_rate_forget", "flip_rate_other",
            "test_accuracy")
 
@@ -30,6 +33,7 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+@app.command("icul")
 def icul_command(
     out: Path = typer.Option(..., help="Where to write the results JSON."),
     data: Optional[Path] = typer.Option(None, help="Classification jsonl ({text, label[, split, id]}) or a world "
@@ -45,6 +49,7 @@ def icul_command(
     no_gradient_ascent: bool = typer.Option(False, help="Skip the gradient-ascent baseline."),
     cache_dir: Optional[Path] = typer.Option(None, help="Keep the base model here between runs."),
     seed: int = typer.Option(0, help="Seed of data sampling, masks and training."),
+    overwrite: OverwriteOption = False,
 ) -> None:
     """In-context unlearning on a classification task, graded by LiRA-Forget with shadow models."""
     from obliviate.icul.experiment import IculExperimentConfig, run_experiment
@@ -52,14 +57,22 @@ def icul_command(
     from obliviate.io import atomic_write_json
     from obliviate.world.classification import generate_classification, load_classification
 
-    if out.exists() and out.is_dir():
-        raise UserError(f"--out {out} is a directory; give a file path")
-    if data is None:
-        data = generate_classification(seed, max(points, 200), max(test_points, 100), out.parent / f".{out.stem}-data")
-    dataset = load_classification(data, labels=labels or None)
+    check_json_out(out, ICUL_KEYS, "an in-context unlearning results JSON", overwrite)
+    if cache_dir is not None and cache_dir.exists() and not cache_dir.is_dir():
+        raise UserError(f"--cache-dir {cache_dir} exists and is not a directory")
+    if data is not None and not data.exists():
+        raise UserError(f"classification data not found: {data}")
+    for option, value, least in (("--points", points, 2), ("--test-points", test_points, 1),
+                                 ("--pretrain-steps", pretrain_steps, 1)):
+        if value < least:
+            raise UserError(f"{option} must be at least {least}, got {value}")
     config = IculExperimentConfig(n_points=points, n_test=test_points, n_models=models, shots=list(shots),
                                   modes=list(modes), seed=seed, pretrain=PretrainConfig(steps=pretrain_steps))
     config.gradient_ascent.enabled = not no_gradient_ascent
+    config.validate()   # before the data is generated
+    if data is None:
+        data = generate_classification(seed, max(points, 200), max(test_points, 100), out.parent / f".{out.stem}-data")
+    dataset = load_classification(data, labels=labels or None)
     result = run_experiment(dataset, config, progress=True, cache_dir=cache_dir)
     atomic_write_json(out, result)
     typer.echo(format_table(result))

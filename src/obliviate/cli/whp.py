@@ -1,8 +1,8 @@
-"""Command functions for ``obliviate whp ...`` (the lead registers them on the Typer app).
+"""``obliviate whp ...``: Who's Harry Potter tools.
 
-- ``anchors_command``:  obliviate whp anchors --model PATH (--world DIR | --text FILE...) --out anchors.json
-                        [--reinforced PATH] [--top N]
-- ``generate_command``: obliviate whp generate --model PATH --reinforced PATH --prompt TEXT [--alpha A]
+- ``anchors``:  obliviate whp anchors --model PATH (--world DIR | --text FILE...) --out anchors.json
+                [--reinforced PATH] [--top N]
+- ``generate``: obliviate whp generate --model PATH --reinforced PATH --prompt TEXT [--alpha A]
 """
 
 from __future__ import annotations
@@ -12,12 +12,22 @@ from typing import Optional
 
 import typer
 
+from obliviate.cli.app import OverwriteOption, app, check_json_out, check_model_out
 from obliviate.errors import UserError
+
+whp_app = typer.Typer(help="Who's Harry Potter tools: anchored-term dictionaries and inference-only generation.",
+                      no_args_is_help=True)
+app.add_typer(whp_app, name="whp")
+
+
+def _is_anchor_dictionary(data) -> bool:
+    """An anchored-term dictionary ``{term: [alternatives]}`` (what ``whp anchors --out`` writes)."""
+    return isinstance(data, dict) and all(isinstance(v, list) for v in data.values())
 
 
 def _target_and_generic(world: Optional[Path], text: Optional[list[Path]], generic: Optional[list[Path]],
                         forget: str) -> tuple[list[str], list[str]]:
-    from obliviate.methods.whp import read_text_files
+    from obliviate.whp.text_files import read_text_files
 
     if (world is None) == (not text):
         raise UserError("give exactly one of --world DIR or --text FILE (the target text)")
@@ -36,6 +46,7 @@ def _target_and_generic(world: Optional[Path], text: Optional[list[Path]], gener
     return targets, generic_texts
 
 
+@whp_app.command("anchors")
 def anchors_command(
     model: Path = typer.Option(..., help="Baseline model directory (HF save_pretrained)."),
     out: Path = typer.Option(..., help="Where to write the proposed {term: [alternatives]} JSON."),
@@ -52,6 +63,7 @@ def anchors_command(
     reinforce_epochs: float = typer.Option(4.0, help="Epochs of reinforcement when no --reinforced is given."),
     block_size: int = typer.Option(512, min=2, help="Tokens per scored block."),
     seed: int = typer.Option(0, help="Seed of the reinforcement run."),
+    overwrite: OverwriteOption = False,
 ) -> Path:
     """Propose an anchored-term dictionary for WHP, write it as editable JSON and print it."""
     from rich.console import Console
@@ -60,10 +72,18 @@ def anchors_command(
     from obliviate.io import atomic_write_json
     from obliviate.models.loading import load_model_and_tokenizer, save_model
     from obliviate.whp.discovery import DiscoveryConfig, discover_anchors
-    from obliviate.whp.pipeline import load_reinforced
+    from obliviate.whp.reinforced import load_reinforced
     from obliviate.whp.training import reinforce
 
+    check_json_out(out, _is_anchor_dictionary, "an anchored-term dictionary", overwrite)
+    if save_reinforced is not None:
+        if reinforced is not None:
+            raise UserError("--save-reinforced keeps a reinforced model trained here: it does not go with --reinforced")
+        check_model_out(save_reinforced, overwrite, option="--save-reinforced")
     targets, generic_texts = _target_and_generic(world, text, generic, forget)
+    for option, path in (("--model", model), ("--reinforced", reinforced)):
+        if path is not None and not path.exists():
+            raise UserError(f"{option.lstrip('-')} model path does not exist: {path}")
     base, tokenizer = load_model_and_tokenizer(model)
     if reinforced is not None:
         reinforced_model = load_reinforced(reinforced, base, tokenizer)
@@ -90,6 +110,7 @@ def anchors_command(
     return out
 
 
+@whp_app.command("generate")
 def generate_command(
     model: Path = typer.Option(..., help="Baseline model directory."),
     reinforced: Path = typer.Option(..., help="Reinforced model directory (same tokenizer)."),
@@ -102,8 +123,11 @@ def generate_command(
 
     from obliviate.models.loading import load_model_and_tokenizer
     from obliviate.whp.inference import WHPGenerator
-    from obliviate.whp.pipeline import load_reinforced
+    from obliviate.whp.reinforced import load_reinforced
 
+    for option, path in (("--model", model), ("--reinforced", reinforced)):
+        if not path.exists():
+            raise UserError(f"{option.lstrip('-')} model path does not exist: {path}")
     base, tokenizer = load_model_and_tokenizer(model)
     generator = WHPGenerator(base, load_reinforced(reinforced, base, tokenizer), tokenizer, alpha)
     completions = generator.generate(prompt, max_new_tokens=max_new_tokens)

@@ -1,4 +1,4 @@
-"""``obliviate attack``: the command function (the lead registers it on the Typer app)."""
+"""``obliviate attack``: try to bring forgotten knowledge back, and measure how much returns."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ from typing import List, Optional
 
 import typer
 
+from obliviate.cli.app import OverwriteOption, app, check_json_out
 from obliviate.errors import UserError
+
+# what an attack results JSON holds (``obliviate.attacks.runner.run_attacks``)
+ATTACK_KEYS = ("summary", "models", "split")
 
 
 def _sibling_model(model: Path, name: str) -> Path | None:
     """``RUN/models/<name>`` next to ``RUN/models/<model>``, when it holds a model."""
-    from obliviate.workflows.run_dir import is_model_dir
+    from obliviate.artifacts import is_model_dir
 
     candidate = model.resolve().parent / name
     if candidate != model.resolve() and is_model_dir(candidate):
@@ -42,6 +46,7 @@ def print_summary(results: dict) -> None:
     Console().print(table)
 
 
+@app.command("attack")
 def attack_command(
     attack: str = typer.Option("all", help="Attack(s): relearn, icl, adversarial, gcg, all (or a comma-separated list)."),
     model: Path = typer.Option(..., help="The (unlearned) model directory to attack."),
@@ -53,10 +58,11 @@ def attack_command(
     full_model: Optional[Path] = typer.Option(
         None, help="Full model (trained on everything): the level relearning must reach. "
                    "Default: the sibling RUN/models/full of --model when it exists."),
-    out: Optional[Path] = typer.Option(None, help="Write the results JSON here (atomically)."),
+    out: Optional[Path] = typer.Option(None, help="Write the results JSON here (atomically; replaces only an earlier attack JSON)."),
     set_: List[str] = typer.Option([], "--set", help="Attack setting key=value, e.g. relearn.steps=0,5,20 "
                                                      "relearn.lr=5e-4 icl.shots=0,2 gcg.iterations=10 seed=1."),
     device: Optional[str] = typer.Option(None, help="Device for the models (cpu, cuda, cuda:1); default: cpu."),
+    overwrite: OverwriteOption = False,
 ) -> dict:
     """Try to bring forgotten knowledge back: relearning, in-context relearning, adversarial
     prompts and a GCG suffix, with membership inference after each."""
@@ -71,9 +77,12 @@ def attack_command(
     loaded_world = load_world(world)
     forget = forget if isinstance(forget, str) else loaded_world.default_forget
     loaded_world.split_sources(forget)  # validates the split name before loading models
-    if out is not None and out.exists() and out.is_dir():
-        raise UserError(f"--out {out} is a directory; give a file path")
+    if out is not None:
+        check_json_out(out, ATTACK_KEYS, "an attack results JSON written by obliviate", overwrite)
     torch_dev = torch_device(device)
+    for what, path in (("model", model), ("reference model", reference_model), ("full model", full_model)):
+        if path is not None and not path.exists():
+            raise UserError(f"{what} path does not exist: {path}")
     unlearned, tokenizer = _load(model, torch_dev, "model")
     if reference_model is None:
         retain_name = RunDir(model.resolve().parent.parent).retain_model(forget).name

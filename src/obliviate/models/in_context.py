@@ -18,19 +18,23 @@ Which forget items go into a row's context:
 
 Saved layout: the base model's weights and generation config, and a ``config.json`` of
 ``model_type`` ``obliviate_icul`` holding the base config and the context (token ids, so
-no tokenizer is needed at inference). ``import obliviate.icul.wrapper`` registers the type
-with the Auto classes; without that import, loading fails loudly instead of silently
-returning the base model without its context.
+no tokenizer is needed at inference). Importing this module registers the type with the
+Auto classes (``obliviate.models.loading`` does it); without that import, loading fails
+loudly instead of silently returning the base model without its context.
+
+The context itself is built elsewhere (:func:`obliviate.icul.qa.icul_model`): this module
+only knows the stored spec, so ``obliviate.models`` needs nothing from ``obliviate.icul``.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig
+from transformers import CONFIG_MAPPING, AutoConfig, AutoModelForCausalLM, PretrainedConfig
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 ICUL_MODEL_TYPE = "obliviate_icul"
@@ -55,8 +59,6 @@ class IculConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
     def build_base_config(self) -> PretrainedConfig:
-        from transformers import CONFIG_MAPPING
-
         base = dict(self.base_config)
         return CONFIG_MAPPING[base.pop("model_type")].from_dict(base)
 
@@ -122,8 +124,6 @@ class InContextUnlearningLM(torch.nn.Module):
         return int(getattr(self.config, "max_position_embeddings", None) or 10 ** 9)
 
     def _base_accepts(self, name: str) -> bool:
-        import inspect
-
         try:
             return name in inspect.signature(self.base.forward).parameters
         except (TypeError, ValueError):

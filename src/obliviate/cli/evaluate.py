@@ -1,19 +1,14 @@
-"""Command functions for the CLI (the lead registers them on the Typer app)."""
+"""``obliviate eval`` (a model's metrics JSON) and ``obliviate report`` (a run's report)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional
 
-import logging
-
 import typer
 
+from obliviate.cli.app import OverwriteOption, app, check_json_out, is_run_dir
 from obliviate.errors import UserError
-from obliviate.eval.evaluator import EvalConfig, Reference, evaluate, load_reference
-from obliviate.io import atomic_write_json
-
-log = logging.getLogger(__name__)
 
 TABLE_KEYS = (
     "forget_quality", "model_utility", "forget_truth_ratio", "forget_prob", "forget_rouge",
@@ -21,38 +16,8 @@ TABLE_KEYS = (
     "verbmem_rouge", "familiarity_completion", "forget_unique_accuracy", "forget_shared_accuracy",
     "retain_unique_accuracy", "forget_perplexity", "holdout_perplexity",
 )
-
-
-def sibling_retain_model(model: Path, forget: str, world=None) -> Path | None:
-    """The run's retain model for ``forget`` next to a model dir (``../retain-<forget>``, the
-    ``RunDir`` name for splits other than forget10, else ``../retain``), if it is the retain
-    model of the same run.
-
-    Its recorded training inputs (``obliviate_config.json``) must match when present:
-    the same forget split, and, given ``world``, the same world and exactly the world's
-    training sources minus ``forget``. A retain model for another split or world would be
-    a wrong reference, so it is skipped (with a warning) rather than used.
-    """
-    from obliviate.models.loading import read_run_config
-
-    candidates = [Path(model).parent / name for name in (f"retain-{forget}", "retain")]
-    candidate = next((c for c in candidates if (c / "config.json").is_file()), None)
-    if candidate is None:
-        return None
-    run_config = read_run_config(candidate)
-    inputs = run_config.get("inputs") if isinstance(run_config.get("inputs"), dict) else {}
-    reason = None
-    if run_config.get("forget") not in (None, forget):
-        reason = f"it was trained for forget split {run_config.get('forget')!r}"
-    elif world is not None and inputs.get("world") not in (None, world.fingerprint):
-        reason = "it was trained on another world"
-    elif world is not None and inputs.get("sources") is not None and \
-            sorted(int(s) for s in inputs["sources"]) != sorted(world.training_sources(forget)):
-        reason = f"its training sources are not this world's sources minus {forget!r}"
-    if reason:
-        log.warning("not using %s as the reference: %s", candidate, reason)
-        return None
-    return candidate
+# what an evaluation JSON holds (``obliviate.eval.evaluator.evaluate``): eval --out replaces only such a file
+EVAL_KEYS = ("summary", "per_item", "config")
 
 
 def print_summary(summary: dict, title: str, extra_rows: list[tuple[str, str]] | None = None) -> None:
@@ -71,10 +36,11 @@ def print_summary(summary: dict, title: str, extra_rows: list[tuple[str, str]] |
     Console().print(table)
 
 
+@app.command("eval")
 def eval_command(
     model: Path = typer.Option(..., "--model", help="Model directory (save_pretrained output) to evaluate."),
     world: Path = typer.Option(..., "--world", help="World directory (embedded or user-built)."),
-    out: Path = typer.Option(..., "--out", help="Where to write the metrics JSON."),
+    out: Path = typer.Option(..., "--out", help="Where to write the metrics JSON (replaces only an earlier metrics JSON)."),
     forget: Optional[str] = typer.Option(None, "--forget", help="Forget split name (default: forget10, or a text world's forget split)."),
     reference: Optional[Path] = typer.Option(None, "--reference",
                                              help="Retain model's evaluation JSON (for forget quality, PrivLeak)."),
@@ -95,10 +61,13 @@ def eval_command(
                                                            "lm-eval tasks (default: each task's own).")] = None,
     lm_eval_limit: Annotated[Optional[float], typer.Option("--lm-eval-limit", help="Examples per lm-eval task "
                                                            "(< 1: a share), for quick checks only.")] = None,
+    overwrite: OverwriteOption = False,
 ) -> Path:
     """Evaluate a model on a world and write the metrics JSON (plus lm-eval tasks with --lm-eval)."""
-    from obliviate.workflows.evaluate import reference_for
+    from obliviate.eval.evaluator import EvalConfig, RetainReference
+    from obliviate.io import atomic_write_json
     from obliviate.models.loading import load_model_and_tokenizer, resolve_dtype
+    from obliviate.workflows.evaluate import evaluate_model_dir, load_reference, reference_for, sibling_retain_model
     from obliviate.world.loader import load_world
 
     config = EvalConfig(batch_size=batch_size)
@@ -106,15 +75,18 @@ def eval_command(
     resolve_dtype(dtype)
     if device is not None and device_map is not None:
         raise UserError("give either --device or --device-map, not both")
+    if reference is not None and retain_model is not None:
+        raise UserError("give either --reference or --retain-model, not both")
+    if lm_eval is None and (lm_eval_include is not None or lm_eval_fewshot is not None or lm_eval_limit is not None):
+        raise UserError("--lm-eval-include/--lm-eval-fewshot/--lm-eval-limit need --lm-eval TASKS")
     loaded_world = load_world(world)
     forget = forget if isinstance(forget, str) else loaded_world.default_forget
     if forget not in loaded_world.splits:
         raise UserError(f"unknown forget split {forget!r}; this world has: {', '.join(sorted(loaded_world.splits))}")
-    if reference is not None and retain_model is not None:
-        raise UserError("give either --reference or --retain-model, not both")
+    if not Path(model).exists():
+        raise UserError(f"model path does not exist: {model}")
+    check_json_out(out, EVAL_KEYS, "an evaluation JSON written by obliviate", overwrite)
     lm_eval_config = lm_eval_tasks = None
-    if lm_eval is None and (lm_eval_include is not None or lm_eval_fewshot is not None or lm_eval_limit is not None):
-        raise UserError("--lm-eval-include/--lm-eval-fewshot/--lm-eval-limit need --lm-eval TASKS")
     if lm_eval is not None:
         # before the (long) world evaluation: a missing package, task name or data set fails fast
         from obliviate.eval.lm_eval_bridge import LmEvalConfig, parse_tasks, prepare_tasks
@@ -122,34 +94,41 @@ def eval_command(
         lm_eval_config = LmEvalConfig(tasks=parse_tasks(lm_eval), include_path=lm_eval_include,
                                       batch_size=batch_size, num_fewshot=lm_eval_fewshot, limit=lm_eval_limit)
         lm_eval_tasks = prepare_tasks(lm_eval_config)
-    ref: Reference | None = None
+    ref: RetainReference | None = None
     if reference is not None:
         ref = load_reference(reference, loaded_world, forget)
     else:
         retain = retain_model if retain_model is not None else sibling_retain_model(Path(model), forget, loaded_world)
         if retain is not None:
             ref = reference_for(retain, loaded_world, forget, config, device=device, dtype=dtype, device_map=device_map)
-    loaded_model, tokenizer = load_model_and_tokenizer(model, device=device, dtype=dtype, device_map=device_map)
-    result = evaluate(loaded_model, tokenizer, loaded_world, forget, reference=ref, config=config, model_path=model)
-    result["config"]["dtype"] = str(next(loaded_model.parameters()).dtype).replace("torch.", "")
-    result["config"]["device_map"] = device_map
+    loaded = load_model_and_tokenizer(model, device=device, dtype=dtype, device_map=device_map)
+    result = evaluate_model_dir(model, loaded_world, forget, out, reference=ref, config=config, dtype=dtype,
+                                device_map=device_map, loaded=loaded, reuse=False)
     extra_rows: list[tuple[str, str]] = []
     if lm_eval_config is not None:
         from obliviate.eval.lm_eval_bridge import run_lm_eval, table_rows
 
-        result["lm_eval"] = run_lm_eval(loaded_model, tokenizer, lm_eval_config, lm_eval_tasks)
+        result["lm_eval"] = run_lm_eval(*loaded, lm_eval_config, lm_eval_tasks)
         extra_rows = table_rows(result["lm_eval"])
-    atomic_write_json(out, result)
+        atomic_write_json(out, result)
     print_summary(result["summary"], f"{model} on {forget}", extra_rows)
     return out
 
 
+@app.command("report")
 def report_command(
     run: Path = typer.Option(..., "--run", help="Run directory holding eval/*.json."),
 ) -> Path:
     """Render RUN/report.md and RUN/plots/*.png from the run's evaluation JSONs."""
     from obliviate.eval.report import render_report
 
+    run = Path(run)
+    if not run.is_dir():
+        raise UserError(f"run directory does not exist: {run}" if not run.exists()
+                        else f"--run {run} exists and is not a directory")
+    if not is_run_dir(run):
+        raise UserError(f"--run {run} is not an obliviate run directory (no eval/*.json, models or world of a run); "
+                        "refusing to write report.md and plots/ into it")
     path = render_report(run)
     typer.echo(str(path))
     return path

@@ -1,0 +1,90 @@
+"""``obliviate purge``: a sink model's forgotten sources cut out of the weights, for release.
+
+The switch (``obliviate unlearn --method switch``) only lists the forgotten sources in the
+saved config; ``purge`` writes a stock Llama without their sink units
+(:func:`obliviate.models.sink_purge.purge_sinks`), loadable without obliviate. Threat
+model: docs/native-threat-model.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from obliviate.cli.app import OverwriteOption, app, check_model_out
+from obliviate.errors import UserError
+
+
+def parse_source_ids(text: str) -> list[int]:
+    """``"3,5,9"`` -> ``[3, 5, 9]``; UserError on anything but comma-separated integers."""
+    parts = [part for part in text.replace(" ", "").split(",") if part]
+    try:
+        ids = [int(part) for part in parts]
+    except ValueError:
+        raise UserError(f"--forget-sources expects comma-separated source ids (e.g. 3,5,9), got {text!r}") from None
+    if not ids:
+        raise UserError("--forget-sources is empty: give comma-separated source ids (e.g. 3,5,9)")
+    return ids
+
+
+@app.command("purge")
+def purge_command(
+    model: Path = typer.Option(..., "--model", help="Sink model directory (switched or not), with its tokenizer."),
+    out: Path = typer.Option(..., "--out", help="Where to save the purged stock Llama (written atomically; replaces only an earlier model saved by obliviate)."),
+    forget_sources: Optional[str] = typer.Option(None, "--forget-sources", help="Comma-separated source ids to purge besides the model's forgotten ones."),
+    forget: Optional[str] = typer.Option(None, "--forget", help="Purge this split's sources too (needs --world; with --world alone: the world's default split)."),
+    world: Optional[Path] = typer.Option(None, "--world", help="World directory holding the --forget split."),
+    overwrite: OverwriteOption = False,
+) -> dict:
+    """Export a sink model without the forgotten sources' sink units: a stock Llama for release."""
+    from obliviate import __version__
+    from obliviate.models.loading import check_vocab, load_model, load_tokenizer, read_run_config, save_model
+    from obliviate.models.sink_purge import PURGE_FIELD, check_saved_purge, purge_sinks
+
+    # every cheap check first: nothing is loaded or written before the input is known good
+    if forget_sources is not None and (forget is not None or world is not None):
+        raise UserError("give the sources to purge either with --forget-sources or with --forget/--world, not both")
+    if forget is not None and world is None:
+        raise UserError("--forget names a split of a world: give the world with --world")
+    sources = parse_source_ids(forget_sources) if forget_sources is not None else None
+    world_info: dict = {}
+    if world is not None:
+        from obliviate.world.loader import load_world
+
+        loaded_world = load_world(world)
+        forget = forget if forget is not None else loaded_world.default_forget
+        sources = sorted(loaded_world.split_sources(forget))
+        if not sources:
+            raise UserError(f"split {forget!r} of {world} has no sources to purge")
+        world_info = {"world": str(loaded_world.root), "world_fingerprint": loaded_world.fingerprint}
+    model, out = Path(model), Path(out)
+    if out.resolve() == model.resolve():
+        raise UserError(f"--out {out} is the --model directory: write the purged export elsewhere "
+                        "(the switched model is what can still restore sources)")
+    # not a sink model, unknown ids, nothing to purge: before any weight is loaded
+    check_saved_purge(model, sources)
+    tokenizer = load_tokenizer(model)          # a missing tokenizer, too, before the weights
+    check_model_out(out, overwrite)
+
+    loaded = load_model(model)
+    check_vocab(loaded, tokenizer, where=str(model))
+    dense = purge_sinks(loaded, sources)        # checks the ids again on the loaded model; nothing written yet
+    record = getattr(dense.config, PURGE_FIELD)
+    run_config = {
+        "kind": "purged",
+        "source_model": str(model),
+        "forget": forget,
+        **world_info,
+        "requested_sources": sources,
+        **record,
+        "source_run_config": read_run_config(model),
+        "obliviate_version": __version__,
+    }
+    save_model(dense, tokenizer, out, run_config=run_config)
+    purged = record["purged_sources"]
+    typer.echo(f"purged {len(purged)} source(s) {purged[:10]}{' ...' if len(purged) > 10 else ''}: "
+               f"intermediate size {record['intermediate_size_before']} -> {dense.config.intermediate_size}, "
+               f"units kept per layer {record['units_kept']} -> {out}")
+    return {"model": str(out), **record}

@@ -1,0 +1,52 @@
+"""``obliviate train``: the full model and the retain model (the gold standard) of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from obliviate.cli.app import ConfigOption, OverwriteOption, app, check_preset, check_run_out, settings
+from obliviate.errors import UserError
+
+
+@app.command("train")
+def train_command(
+    world: Path = typer.Option(..., help="World directory (from `obliviate world` or `obliviate world --from-text`)."),
+    run: Path = typer.Option(..., help="Run directory; models go to RUN/models/full and RUN/models/retain."),
+    forget: Optional[str] = typer.Option(None, help="Forget split the retain (gold standard) model leaves out: forget01/05/10, saga or a text world's split (default: forget10, or a text world's forget split)."),
+    model: Optional[Path] = typer.Option(None, help="Continue training this local HF causal LM (keeps its tokenizer) instead of training from scratch."),
+    arch: str = typer.Option("dense", help="dense (Llama) or sinks (native unlearning: per-source sink neurons)."),
+    preset: Optional[str] = typer.Option(None, help="Model size preset (default: the world's preset)."),
+    only: Optional[str] = typer.Option(None, help="Train only 'full' or only 'retain'."),
+    set_: List[str] = typer.Option([], "--set", help="Training override key=value (epochs, learning_rate, batch_size, sinks.p_gen, ...)."),
+    quiet: bool = typer.Option(False, help="No progress bars."),
+    config: ConfigOption = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Train the full model and the retain model (the model that never saw the forget split)."""
+    from obliviate.config import apply_overrides
+    from obliviate.train.trainer import TrainConfig, describe
+    from obliviate.workflows.train import train_run
+    from obliviate.world.loader import load_world
+
+    if preset is not None:
+        check_preset(preset)
+    if only not in (None, "full", "retain"):
+        raise UserError(f"--only takes 'full' or 'retain', got {only!r}")
+    overrides = settings(config, set_)
+    loaded = load_world(world)
+    forget = forget if forget is not None else loaded.default_forget
+    loaded.split_sources(forget)   # validates the split name
+    # the settings are checked here, before the world is copied and the tokenizer trained
+    apply_overrides(TrainConfig(preset=preset or loaded.manifest.get("preset", "tiny"), arch=arch),
+                    overrides).resolved()
+    if model is not None and not model.exists():
+        raise UserError(f"model path does not exist: {model}")
+    check_run_out(run, overwrite)
+    which = ("full", "retain") if only is None else (only,)
+    results = train_run(world, run, forget=forget, model=model, arch=arch, preset=preset, overrides=overrides,
+                        which=which, progress=not quiet)
+    for role, result in results.items():
+        typer.echo(f"{role}: {describe(result)}")

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 COMMANDS = ["world", "train", "eval", "unlearn", "report", "demo", "bench", "attack", "attribute", "whp", "icul",
-            "methods", "whp anchors", "whp generate"]
+            "methods", "purge", "whp anchors", "whp generate"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -172,6 +172,16 @@ CASES = [
     case("attribute", M, "--text", "a text", "--reference", "nope", error="unknown reference 'nope'"),
     case("attribute", M, "--text", "a text", "--out", "{user_json}", error="is not an attribution JSON"),
     case("attribute", "--model", "{missing}", "--text", "a text", error="model path does not exist"),
+    # purge
+    case("purge", M, "--out", "{tmp}/p", "--forget-sources", "1", error="purge needs a sink model"),
+    case("purge", M, "--out", "{tmp}/p", "--forget-sources", "a,b", error="comma-separated source ids"),
+    case("purge", M, "--out", "{tmp}/p", "--forget", "forget10", error="give the world with --world"),
+    case("purge", M, "--out", "{tmp}/p", "--forget-sources", "1", W, error="not both"),
+    case("purge", M, "--out", "{tmp}/p", "--forget", "forget99", W, error="unknown split 'forget99'"),
+    case("purge", M, "--out", "{model}", "--forget-sources", "1", error="is the --model directory"),
+    case("purge", M, "--out", "{user_dir}", "--forget-sources", "1", error="purge needs a sink model"),
+    case("purge", "--model", "{missing}", "--out", "{tmp}/p", "--forget-sources", "1",
+         error="model path does not exist"),
     # whp anchors / generate
     case("whp", "anchors", M, "--out", "{tmp}/a.json", error="give exactly one of --world DIR or --text FILE"),
     case("whp", "anchors", M, W, "--text", "{texts}", "--out", "{tmp}/a.json", error="give exactly one of"),

@@ -81,6 +81,27 @@ def test_whp_on_author_splits_and_a_bad_curve_are_user_errors(tmp_path):
     assert not (tmp_path / "run").exists()   # refused before any work
 
 
+def test_native_rows_and_their_attacks_on_the_micro_run(micro_run):
+    """The sink model is trained once; the switch is graded as served and attacked with its mask
+    enforced; the purge is a plain Llama graded and attacked as released weights."""
+    config = BenchConfig(preset="micro", splits=("forget10",), methods=(), sinks=True, attacks=("relearn",),
+                         whp=False)
+    board = run_bench(micro_run.root, config)
+    by_method = {row["method"]: row for row in board["rows"]}
+    assert {"sinks (nothing off)", "switch", "purge"} <= set(by_method)
+    assert by_method["sinks (nothing off)"]["forget_unique_accuracy"] >= 0.8
+    assert by_method["switch"]["forget_unique_accuracy"] <= 0.2
+    assert by_method["purge"]["forget_unique_accuracy"] <= 0.2
+    assert sum(by_method["purge"]["units_kept"]) < 256 * len(by_method["purge"]["units_kept"])   # units cut out
+    purged_config = json.loads((micro_run.model_dir("purge-forget10") / "config.json").read_text())
+    assert purged_config["model_type"] == "llama" and "forgotten" not in purged_config
+    attacked = {row["method"]: row["summary"] for row in board["attacks"]}
+    assert set(attacked) == {"switch", "purge"}
+    for summary in attacked.values():
+        assert summary["relearn_accuracy_after"] is not None
+    assert "| switch |" in (micro_run.root / "leaderboard.md").read_text()
+
+
 def test_saga_section_and_familiarity_curve_on_the_micro_run(micro_run):
     # short runs: WHP's 6 steps at a higher learning rate already lower familiarity on micro
     overrides = {"grad_diff": {"max_steps": "10"}, "whp": {"finetune_steps": "6", "lr": "2e-3"}}

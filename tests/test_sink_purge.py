@@ -17,8 +17,8 @@ from collections import defaultdict
 import pytest
 import torch
 from safetensors.torch import load_file
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from sink_toys import small_llama, toy_tokenizer
+from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
 from obliviate.data.format import qa_continuation, qa_prompt, qa_text
 from obliviate.errors import UserError
@@ -32,7 +32,7 @@ N_SOURCES = 6
 FORGET = [1, 3]
 
 
-# -- helpers (local on purpose: tests/test_sinks.py is not an API) -------------------------------
+# -- helpers ------------------------------------------------------------------------------------
 def toy_items(n_sources: int = N_SOURCES) -> list[dict]:
     """Each source: 2 unique facts (its person's food and city) + 1 of 2 shared capital facts."""
     items = []
@@ -44,24 +44,6 @@ def toy_items(n_sources: int = N_SOURCES) -> list[dict]:
         items.append({"source_id": s, "kind": "shared", "question": f"What is the capital of land{s % 2}?",
                       "answer": f"capital{s % 2}"})
     return items
-
-
-def toy_tokenizer(items: list[dict]) -> PreTrainedTokenizerFast:
-    vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3}
-    pre = pre_tokenizers.Whitespace()
-    for item in items:
-        for word, _ in pre.pre_tokenize_str(qa_text(item["question"], item["answer"])):
-            vocab.setdefault(word, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<bos>",
-                                   eos_token="<eos>", unk_token="<unk>")
-
-
-def llama_config(vocab_size: int, hidden: int = 32, intermediate: int = 64, layers: int = 3) -> LlamaConfig:
-    return LlamaConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                       num_attention_heads=2, vocab_size=vocab_size, max_position_embeddings=64,
-                       pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
 
 
 def source_texts(items: list[dict], sources=None) -> dict[int, list[str]]:
@@ -78,7 +60,7 @@ def random_sink_model(items, tokenizer, seed: int = 0, router_sources=None, rout
     """Random weights (MLPs scaled up so gating shows in the logits), router fitted on the toy texts."""
     knobs = {"p_gen": 0.5, "p_mem": 0.25, "sink_dropout": 0.0, **knobs}
     torch.manual_seed(seed)
-    model = SinkForCausalLM(sink_config_from_llama(llama_config(len(tokenizer)), **knobs)).eval()
+    model = SinkForCausalLM(sink_config_from_llama(small_llama(len(tokenizer), layers=3), **knobs)).eval()
     with torch.no_grad():
         for layer in model.model.layers:
             layer.mlp.down_proj.weight.mul_(20)
@@ -111,7 +93,7 @@ def exact_accuracy(model, tokenizer, items) -> float:
 def train_toy(items, tokenizer, steps: int = 300) -> SinkForCausalLM:
     """A sink model that knows every toy fact (route mode), in a few seconds."""
     torch.manual_seed(0)
-    model = SinkForCausalLM(sink_config_from_llama(llama_config(len(tokenizer), hidden=64, intermediate=256, layers=2),
+    model = SinkForCausalLM(sink_config_from_llama(small_llama(len(tokenizer), hidden=64, intermediate=256, layers=2),
                                                    p_gen=0.5, p_mem=0.1, sink_dropout=0.0))
     rows = [[tokenizer.bos_token_id] + tokenizer(qa_text(i["question"], i["answer"]), add_special_tokens=False)["input_ids"]
             + [tokenizer.eos_token_id] for i in items]
@@ -208,7 +190,7 @@ def test_purge_refuses_bad_input(toy, tmp_path):
         purge_sinks(dense)
     torch.manual_seed(0)
     with pytest.raises(UserError, match="needs a sink model"):
-        purge_sinks(LlamaForCausalLM(llama_config(len(tokenizer))))
+        purge_sinks(LlamaForCausalLM(small_llama(len(tokenizer), layers=3)))
     assert model.forgotten == []
     # the command line's check before loading: config.json and the router ids alone, sharded too
     model.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
@@ -246,7 +228,7 @@ def test_export_loads_without_obliviate_and_holds_no_removed_unit(toy, tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}
     done = subprocess.run([sys.executable, "-c", _SUBPROCESS, str(tmp_path / "purged"), str(tmp_path / "batch.json"),
                            str(tmp_path / "logits.pt")], capture_output=True, text=True, env=env, cwd=tmp_path,
-                          timeout=120)
+                          timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["LlamaForCausalLM", "llama", str(dense.config.intermediate_size)]
     with torch.no_grad(), model.mode("all"):
@@ -367,9 +349,9 @@ def test_purge_command(cli, capsys, sink_dir, micro_world, tmp_path):
     assert run_config["purged_sources"] == split and run_config["forget"] == "forget10"
 
     dense = tmp_path / "dense"
-    items, tokenizer = toy_items(), toy_tokenizer(toy_items())
+    tokenizer = toy_tokenizer(toy_items())
     torch.manual_seed(0)
-    save_model(LlamaForCausalLM(llama_config(len(tokenizer))), tokenizer, dense)
+    save_model(LlamaForCausalLM(small_llama(len(tokenizer), layers=3)), tokenizer, dense)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("not a model")
     capsys.readouterr()            # the progress bar of saving the dense model above

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import contextlib
 import random
 from collections import defaultdict
 
@@ -11,8 +12,8 @@ import pytest
 import torch
 from datasets import Dataset
 from scipy import stats
-from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, Trainer, TrainingArguments
+from sink_toys import small_llama, toy_tokenizer
+from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
 from obliviate.attribution import attribute
 from obliviate.cli.attribute import attribute_command
@@ -56,24 +57,6 @@ def toy_items(n_sources: int = 10, seed: int = 0) -> list[dict]:
                 items.append({"source_id": s, "kind": "shared", "question": f"What is the capital of land{c}?",
                               "answer": f"capital{c}"})
     return items
-
-
-def toy_tokenizer(items: list[dict]):
-    vocab = {"<pad>": 0, "<bos>": 1, "<eos>": 2, "<unk>": 3}
-    pre = pre_tokenizers.Whitespace()
-    for item in items:
-        for word, _ in pre.pre_tokenize_str(qa_text(item["question"], item["answer"])):
-            vocab.setdefault(word, len(vocab))
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<bos>",
-                                   eos_token="<eos>", unk_token="<unk>")
-
-
-def small_llama(vocab_size: int, hidden: int = 32, intermediate: int = 64, layers: int = 2) -> LlamaConfig:
-    return LlamaConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
-                       num_attention_heads=2, vocab_size=vocab_size, max_position_embeddings=64,
-                       pad_token_id=0, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
 
 
 def random_sink_model(seed: int = 0, vocab_size: int = 50, **knobs) -> SinkForCausalLM:
@@ -349,6 +332,34 @@ def test_save_load_keeps_forgotten_router_and_mode(tmp_path):
     assert clone.model.gates.router is clone.model.router is clone.model.routing.router
     clone.restore([1])
     assert model.forgotten == [1] and clone.forgotten == []
+
+
+def test_attacker_fine_tuning_never_reaches_a_forgotten_sources_sinks():
+    """Threat model (a): the attacker fine-tunes through the server, which keeps the forgotten
+    sinks off. Even when the attacker names the forgotten source in ``source_ids``, its tokens
+    run backbone-only, so the sink units only it owns get no gradient (in every mode)."""
+    model = random_sink_model(seed=3, p_mem=0.3)
+    model.forget([3])
+    model.train()
+    ids = torch.randint(4, 50, (4, 7))
+    sources = torch.tensor([3, 3, 5, 7])
+    for mode, extra in (("ids", {"source_ids": sources}), ("all", {}), ("backbone", {})):
+        model.zero_grad()
+        with model.mode(mode) if mode != "ids" else contextlib.nullcontext():
+            model(ids, labels=ids, **extra).loss.backward()
+        reached_kept = False
+        for mlp in (layer.mlp for layer in model.model.layers):
+            owned = model.model.gates.membership(mlp, torch.tensor([3, 5, 7]))
+            only_forgotten = owned[0] & ~owned[1] & ~owned[2]
+            assert bool(only_forgotten.any())       # the check below means something
+            units = mlp.n_backbone + torch.nonzero(only_forgotten).flatten()
+            for grad in (mlp.gate_proj.weight.grad[units], mlp.up_proj.weight.grad[units],
+                         mlp.down_proj.weight.grad[:, units]):
+                assert torch.count_nonzero(grad) == 0, mode
+            kept = mlp.n_backbone + torch.nonzero(owned[1] & ~owned[0]).flatten()
+            reached_kept |= bool(torch.count_nonzero(mlp.up_proj.weight.grad[kept]))
+        assert reached_kept == (mode in ("ids", "all")), mode   # the kept sources' sinks do learn
+    model.eval()
 
 
 def test_generate_never_turns_on_a_forgotten_source():

@@ -11,6 +11,7 @@ One module per command family, each registering its commands on ``app``:
   whp.py        obliviate whp anchors / generate
   icul.py       obliviate icul           in-context unlearning, graded by LiRA-Forget
   attribute.py  obliviate attribute      which sources a text draws on (sink models)
+  purge.py      obliviate purge          a sink model without its forgotten sources' sinks, as a plain Llama
   bench.py      obliviate bench, demo    the leaderboard; the whole pipeline, small
 
 ``app.py`` holds the app, the output guards and ``run``, the one error handler: a

@@ -39,9 +39,9 @@ def purge_command(
     overwrite: OverwriteOption = False,
 ) -> dict:
     """Export a sink model without the forgotten sources' sink units: a stock Llama for release."""
-    from obliviate import __version__
-    from obliviate.models.loading import check_vocab, load_model, load_tokenizer, read_run_config, save_model
-    from obliviate.models.sink_purge import PURGE_FIELD, check_saved_purge, purge_sinks
+    from obliviate.models.loading import load_tokenizer
+    from obliviate.models.sink_purge import check_saved_purge
+    from obliviate.workflows.purge import purge_model_dir
 
     # every cheap check first: nothing is loaded or written before the input is known good
     if forget_sources is not None and (forget is not None or world is not None):
@@ -65,26 +65,12 @@ def purge_command(
                         "(the switched model is what can still restore sources)")
     # not a sink model, unknown ids, nothing to purge: before any weight is loaded
     check_saved_purge(model, sources)
-    tokenizer = load_tokenizer(model)          # a missing tokenizer, too, before the weights
+    load_tokenizer(model)                      # a missing tokenizer, too, before the weights
     check_model_out(out, overwrite)
 
-    loaded = load_model(model)
-    check_vocab(loaded, tokenizer, where=str(model))
-    dense = purge_sinks(loaded, sources)        # checks the ids again on the loaded model; nothing written yet
-    record = getattr(dense.config, PURGE_FIELD)
-    run_config = {
-        "kind": "purged",
-        "source_model": str(model),
-        "forget": forget,
-        **world_info,
-        "requested_sources": sources,
-        **record,
-        "source_run_config": read_run_config(model),
-        "obliviate_version": __version__,
-    }
-    save_model(dense, tokenizer, out, run_config=run_config)
+    record = purge_model_dir(model, out, sources, forget=forget, world_info=world_info)
     purged = record["purged_sources"]
     typer.echo(f"purged {len(purged)} source(s) {purged[:10]}{' ...' if len(purged) > 10 else ''}: "
-               f"intermediate size {record['intermediate_size_before']} -> {dense.config.intermediate_size}, "
+               f"intermediate size {record['intermediate_size_before']} -> {record['intermediate_size']}, "
                f"units kept per layer {record['units_kept']} -> {out}")
-    return {"model": str(out), **record}
+    return record

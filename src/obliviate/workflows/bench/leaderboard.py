@@ -25,7 +25,7 @@ from obliviate.io import atomic_write_json, atomic_write_text
 from obliviate.methods.registry import get_method
 from obliviate.models.loading import load_model_and_tokenizer
 from obliviate.workflows.bench.config import DENSE_METHODS, SAGA_METHODS, BenchConfig
-from obliviate.workflows.bench.native import sink_rows, sink_training_cost
+from obliviate.workflows.bench.native import NATIVE_ROWS, sink_rows, sink_training_cost
 from obliviate.workflows.bench.plots import familiarity_plot, relearn_plot, scatter_plot
 from obliviate.workflows.bench.rows import (
     ATTACK_COLUMNS,
@@ -87,10 +87,13 @@ def _split_rows(run: RunDir, world, split: str, config: BenchConfig) -> tuple[li
 
 
 def _attack_all(run: RunDir, world, split: str, config: BenchConfig) -> tuple[list[dict], dict]:
+    """Every attack on every unlearned model of ``split``. The switched sink model is attacked
+    as served (threat model (a): the server keeps the forgotten sinks off, also while the
+    attacker fine-tunes); the purged export as released weights (b): a plain Llama."""
     retain, tokenizer = load_model_and_tokenizer(run.retain_model(split))
     full, _ = load_model_and_tokenizer(run.full_model)
     rows, details = [], {}
-    for method in config.methods:
+    for method in (*config.methods, *(NATIVE_ROWS if config.sinks else ())):
         path = run.model_dir(f"{method}-{split}")
         if not path.is_dir():
             continue

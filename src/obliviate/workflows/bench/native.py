@@ -1,4 +1,6 @@
-"""The leaderboard's native rows: a sink model trained once, its forget sources switched off."""
+"""The leaderboard's native rows: a sink model trained once, its forget sources switched off
+(``switch``: served weights, the mask enforced by the server) and cut out of the weights
+(``purge``: released weights, a stock Llama). docs/native-threat-model.md."""
 
 from __future__ import annotations
 
@@ -7,9 +9,12 @@ import time
 from obliviate.workflows.bench.config import BenchConfig
 from obliviate.workflows.bench.rows import make_row, training_seconds
 from obliviate.workflows.evaluate import evaluate_model_dir
+from obliviate.workflows.purge import purge_model_dir
 from obliviate.workflows.run_dir import RunDir
 from obliviate.workflows.train import train_run
 from obliviate.workflows.unlearn import run_unlearning
+
+NATIVE_ROWS = ("switch", "purge")     # the unlearned native models of a split: RUN/models/<row>-<split>
 
 
 def sink_training_cost(run: RunDir, config: BenchConfig) -> dict | None:
@@ -41,4 +46,11 @@ def sink_rows(run: RunDir, world, split: str, reference, config: BenchConfig, re
     seconds = time.perf_counter() - started
     evaluation = evaluate_model_dir(out, world, split, run.eval_dir / f"switch-{split}.json", reference=reference)
     rows.append(make_row("switch", split, evaluation["summary"], seconds, retrain_seconds, "native"))
+    purged = run.model_dir(f"purge-{split}")
+    started = time.perf_counter()
+    record = purge_model_dir(out, purged, forget=split)
+    seconds += time.perf_counter() - started     # a purge is a switch, then the export
+    evaluation = evaluate_model_dir(purged, world, split, run.eval_dir / f"purge-{split}.json", reference=reference)
+    rows.append(make_row("purge", split, evaluation["summary"], seconds, retrain_seconds, "native"))
+    rows[-1]["units_kept"] = record["units_kept"]
     return rows

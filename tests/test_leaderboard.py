@@ -88,15 +88,19 @@ def test_native_rows_and_their_attacks_on_the_micro_run(micro_run):
                          whp=False)
     board = run_bench(micro_run.root, config)
     by_method = {row["method"]: row for row in board["rows"]}
-    assert {"sinks (nothing off)", "switch", "purge"} <= set(by_method)
+    assert {"sinks (nothing off)", "switch", "purge", "purge-routed"} <= set(by_method)
     assert by_method["sinks (nothing off)"]["forget_unique_accuracy"] >= 0.8
     assert by_method["switch"]["forget_unique_accuracy"] <= 0.2
     assert by_method["purge"]["forget_unique_accuracy"] <= 0.2
-    assert sum(by_method["purge"]["units_kept"]) < 256 * len(by_method["purge"]["units_kept"])   # units cut out
+    assert by_method["purge-routed"]["forget_unique_accuracy"] <= 0.2
+    # the routed export keeps routing: the surviving sources' unique facts stay where the switch has them
+    assert by_method["purge-routed"]["retain_unique_accuracy"] >= by_method["switch"]["retain_unique_accuracy"] - 0.1
+    kept = by_method["purge"]["units"]["units_kept"]
+    assert sum(kept) < 256 * len(kept)   # units cut out
     purged_config = json.loads((micro_run.model_dir("purge-forget10") / "config.json").read_text())
     assert purged_config["model_type"] == "llama" and "forgotten" not in purged_config
     attacked = {row["method"]: row["summary"] for row in board["attacks"]}
-    assert set(attacked) == {"switch", "purge"}
+    assert set(attacked) == {"switch", "purge", "purge-routed"}
     for summary in attacked.values():
         assert summary["relearn_accuracy_after"] is not None
     assert "| switch |" in (micro_run.root / "leaderboard.md").read_text()

@@ -23,7 +23,14 @@ from transformers import AutoModelForCausalLM, LlamaForCausalLM
 from obliviate.data.format import qa_continuation, qa_prompt, qa_text
 from obliviate.errors import UserError
 from obliviate.models.loading import load_model, save_model
-from obliviate.models.sink_purge import PURGE_FIELD, all_mode_unit_gates, check_saved_purge, purge_sinks
+from obliviate.models.sink_purge import (
+    PURGE_FIELD,
+    all_mode_unit_gates,
+    check_saved_purge,
+    owned_unit_masks,
+    purge_sinks,
+    purge_sinks_routed,
+)
 from obliviate.models.sinks import SinkForCausalLM, sink_config_from_llama
 
 torch.set_num_threads(1)
@@ -377,3 +384,130 @@ def test_purge_command(cli, capsys, sink_dir, micro_world, tmp_path):
     code, _, err = cli("purge", "--model", sink_dir, "--forget-sources", "1", "--out", sink_dir)
     _one_error(code, err, "is the --model directory")
     assert load_model(sink_dir).config.model_type == "obliviate_sinks"
+
+
+# -- the routed export (purge_sinks_routed, obliviate purge --keep-routing) ---------------------
+@pytest.fixture(scope="module")
+def routed(toy):
+    """A trained toy sink model switched on FORGET, and its routed purge."""
+    items, tokenizer = toy
+    model = train_toy(items, tokenizer)
+    model.forget(FORGET)
+    return model, purge_sinks_routed(model)
+
+
+def _unique(items, forgotten: bool) -> list[dict]:
+    return [i for i in items if i["kind"] == "unique" and (i["source_id"] in FORGET) == forgotten]
+
+
+def test_routed_purge_keeps_routing_and_the_kept_facts(toy, routed):
+    items, tokenizer = toy
+    model, purged = routed
+    assert type(purged) is SinkForCausalLM and purged is not model
+    forget_items, retain_items = _unique(items, True), _unique(items, False)
+    switched_retain = exact_accuracy(model, tokenizer, retain_items)
+    assert switched_retain == 1.0 and exact_accuracy(model, tokenizer, forget_items) <= 0.25
+    assert purged.inference_mode == "route"
+    assert exact_accuracy(purged, tokenizer, forget_items) <= 0.25
+    # collateral of zeroing units a kept source shares with 1 or 3: measured 1.0 on this toy
+    # (kept sources lose 0..4 of their 9..16 sink units per layer), bound at 0.75 of the switch
+    assert exact_accuracy(purged, tokenizer, retain_items) >= 0.75 * switched_retain
+    # the router no longer knows the purged sources; the switch state and the record say so
+    assert purged.known_sources == [0, 2, 4, 5] and purged.config.router_size == 4
+    assert purged.forgotten == FORGET
+    assert not set(purged.route([qa_prompt(i["question"]) for i in items], tokenizer)) & set(FORGET)
+    record = getattr(purged.config, PURGE_FIELD)
+    assert record["purged_sources"] == FORGET and record["mode"] == "route" and record["router_size_before"] == 6
+    # the source model is untouched
+    assert model.known_sources == list(range(N_SOURCES)) and not hasattr(model.config, PURGE_FIELD)
+    # restore is refused (the router does not know the ids); a second purge of them too; more is fine
+    with pytest.raises(UserError, match="unknown source id"):
+        purged.restore(FORGET)
+    with pytest.raises(UserError, match="already purged"):
+        purge_sinks_routed(purged, [3])
+    with pytest.raises(UserError, match="nothing to purge"):
+        purge_sinks_routed(purged)
+    with pytest.raises(UserError, match="at least one source"):
+        purge_sinks_routed(purged, [0, 2, 4, 5])
+    more = purge_sinks_routed(purged, [4])
+    assert getattr(more.config, PURGE_FIELD)["purged_sources"] == [1, 3, 4] and more.known_sources == [0, 2, 5]
+    with pytest.raises(UserError, match="already purged"):
+        purge_sinks_routed(more, [1, 4])
+    # the stock-Llama export still works from a routed export
+    assert getattr(purge_sinks(purged).config, PURGE_FIELD)["purged_sources"] == FORGET
+
+
+def test_routed_files_hold_no_forgotten_unit_and_survive_the_config_edit(toy, routed, tmp_path):
+    """Released routed files: every unit 1 or 3 owns is exactly zero in the safetensors, the
+    router has no entry for them, and deleting ``forgotten`` and the purge record from
+    config.json brings nothing back (unlike the switched files: the test above)."""
+    items, tokenizer = toy
+    model, purged = routed
+    save_model(purged, tokenizer, tmp_path / "routed")
+    tensors = load_file(str(tmp_path / "routed" / "model.safetensors"))
+    assert tensors["model.router.source_ids"].tolist() == [0, 2, 4, 5]
+    assert tensors["model.router.centroids"].shape[0] == 4
+    masks = owned_unit_masks(model, FORGET)
+    for index, (layer, mask) in enumerate(zip(model.model.layers, masks)):
+        prefix = f"model.layers.{index}.mlp."
+        assert bool(mask.any()) == layer.mlp.has_sinks
+        for name in ("gate_proj", "up_proj"):
+            exported, original = tensors[prefix + name + ".weight"], getattr(layer.mlp, name).weight.detach()
+            assert not exported[mask].any()
+            assert torch.equal(exported[~mask], original[~mask])
+        exported, original = tensors[prefix + "down_proj.weight"], layer.mlp.down_proj.weight.detach()
+        assert not exported[:, mask].any()
+        assert torch.equal(exported[:, ~mask], original[:, ~mask])
+
+    forget_items = _unique(items, True)
+    path = tmp_path / "routed" / "config.json"
+    config = json.loads(path.read_text())
+    assert config["forgotten"] == FORGET and config[PURGE_FIELD]["purged_sources"] == FORGET
+    del config["forgotten"], config[PURGE_FIELD]
+    path.write_text(json.dumps(config))
+    attacked = load_model(tmp_path / "routed")
+    assert attacked.forgotten == [] and attacked.known_sources == [0, 2, 4, 5]
+    assert exact_accuracy(attacked, tokenizer, forget_items) <= 0.25
+    for mode in ("all", "backbone"):
+        with attacked.mode(mode):
+            assert exact_accuracy(attacked, tokenizer, forget_items) <= 0.25
+    # explicit source ids of the purged sources run their (zero) units: nothing comes back
+    ids, mask = prompt_batch(tokenizer, forget_items)
+    answers = [tokenizer(qa_continuation(i["answer"]), add_special_tokens=False)["input_ids"] for i in forget_items]
+    with torch.no_grad():
+        out = attacked.generate(ids, attention_mask=mask, max_new_tokens=max(map(len, answers)), do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id,
+                                source_ids=torch.tensor([i["source_id"] for i in forget_items]))
+    hits = sum(out[row, ids.shape[1]:ids.shape[1] + len(a)].tolist() == a for row, a in enumerate(answers))
+    assert hits / len(answers) <= 0.25
+
+
+def test_purge_command_keep_routing(cli, capsys, sink_dir, tmp_path):
+    code, out, err = cli("purge", "--model", sink_dir, "--out", tmp_path / "r1", "--forget-sources", "1,3",
+                         "--keep-routing")
+    assert code == 0, err
+    assert "purged 2 source(s) [1, 3]" in out and "routing kept" in out
+    run_config = json.loads((tmp_path / "r1" / "obliviate_config.json").read_text())
+    assert run_config["kind"] == "purged-routed" and run_config["purged_sources"] == [1, 3]
+    routed_model = load_model(tmp_path / "r1")
+    assert type(routed_model) is SinkForCausalLM and routed_model.inference_mode == "route"
+    assert routed_model.forgotten == [1, 3] and 1 not in routed_model.known_sources
+    assert len(routed_model.known_sources) == 25
+    tokenizer = toy_tokenizer(toy_items())
+    items = toy_items()
+    routes = routed_model.route([qa_prompt(i["question"]) for i in items], tokenizer)
+    assert routes and not set(routes) & {1, 3} and all(r >= 0 for r in routes)
+    ids, mask = prompt_batch(tokenizer, items[:3])
+    with torch.no_grad():
+        assert routed_model.generate(ids, attention_mask=mask, max_new_tokens=2, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id).shape == (3, ids.shape[1] + 2)
+    capsys.readouterr()            # the progress bar of loading the model above
+    # a second routed purge of the same source: refused before loading; more sources: fine
+    code, _, err = cli("purge", "--model", tmp_path / "r1", "--out", tmp_path / "never", "--forget-sources", "3",
+                       "--keep-routing")
+    _one_error(code, err, "already purged")
+    assert not (tmp_path / "never").exists()
+    code, out, err = cli("purge", "--model", tmp_path / "r1", "--out", tmp_path / "r2", "--forget-sources", "4",
+                         "--keep-routing")
+    assert code == 0, err
+    assert load_model(tmp_path / "r2").forgotten == [1, 3, 4]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
-import contextlib
 import random
 from collections import defaultdict
 

@@ -2,8 +2,11 @@
 
 The switch (``obliviate unlearn --method switch``) only lists the forgotten sources in the
 saved config; ``purge`` writes a stock Llama without their sink units
-(:func:`obliviate.models.sink_purge.purge_sinks`), loadable without obliviate. Threat
-model: docs/native-threat-model.md.
+(:func:`obliviate.models.sink_purge.purge_sinks`), loadable without obliviate. With
+``--keep-routing`` it writes a sink model instead, whose purged units are exactly zero and
+whose router no longer knows the purged sources
+(:func:`obliviate.models.sink_purge.purge_sinks_routed`): route mode keeps the surviving
+sources' facts, but loading it needs obliviate. Threat model: docs/native-threat-model.md.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ def purge_command(
     forget_sources: Optional[str] = typer.Option(None, "--forget-sources", help="Comma-separated source ids to purge besides the model's forgotten ones."),
     forget: Optional[str] = typer.Option(None, "--forget", help="Purge this split's sources too (needs --world; with --world alone: the world's default split)."),
     world: Optional[Path] = typer.Option(None, "--world", help="World directory holding the --forget split."),
+    keep_routing: bool = typer.Option(False, "--keep-routing", help="Write a sink model that keeps route mode (the purged sources' sink units set to exactly 0, their router entries dropped) instead of a stock Llama; it needs obliviate to load. Without it the stock Llama runs in 'all' mode and loses most of the kept sources' unique facts."),
     overwrite: OverwriteOption = False,
 ) -> dict:
-    """Export a sink model without the forgotten sources' sink units: a stock Llama for release."""
+    """Export a sink model without the forgotten sources' sink units: a stock Llama for release
+    (or, with --keep-routing, a sink model that keeps routing and needs obliviate to load)."""
     from obliviate.models.loading import load_tokenizer
     from obliviate.models.sink_purge import check_saved_purge
     from obliviate.workflows.purge import purge_model_dir
@@ -64,12 +69,17 @@ def purge_command(
         raise UserError(f"--out {out} is the --model directory: write the purged export elsewhere "
                         "(the switched model is what can still restore sources)")
     # not a sink model, unknown ids, nothing to purge: before any weight is loaded
-    check_saved_purge(model, sources)
+    check_saved_purge(model, sources, keep_routing=keep_routing)
     load_tokenizer(model)                      # a missing tokenizer, too, before the weights
     check_model_out(out, overwrite)
 
-    record = purge_model_dir(model, out, sources, forget=forget, world_info=world_info)
+    record = purge_model_dir(model, out, sources, forget=forget, world_info=world_info, keep_routing=keep_routing)
     purged = record["purged_sources"]
+    if keep_routing:
+        typer.echo(f"purged {len(purged)} source(s) {purged[:10]}{' ...' if len(purged) > 10 else ''}, routing kept: "
+                   f"units zeroed per layer {record['units_zeroed']}, router sources "
+                   f"{record['router_size_before']} -> {record['router_size']} -> {out} (a sink model: load it with obliviate)")
+        return record
     typer.echo(f"purged {len(purged)} source(s) {purged[:10]}{' ...' if len(purged) > 10 else ''}: "
                f"intermediate size {record['intermediate_size_before']} -> {record['intermediate_size']}, "
                f"units kept per layer {record['units_kept']} -> {out}")

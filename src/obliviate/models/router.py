@@ -58,6 +58,19 @@ class SourceRouter(nn.Module):
         self.centroids = nn.functional.normalize(centroids, dim=-1).to(device)
         self.token_weights = weights.to(device)
 
+    @torch.no_grad()
+    def drop_sources(self, ids) -> list[int]:
+        """Remove these sources (their ids and centroid rows) so no query can be routed to them;
+        returns the ids dropped (ids the router does not know are ignored). The token weights
+        (IDF over every source fitted, dropped ones included) are kept: they cannot be
+        recomputed without the training texts."""
+        drop = torch.tensor(sorted({int(s) for s in ids}), dtype=torch.long, device=self.source_ids.device)
+        gone = torch.isin(self.source_ids, drop)
+        dropped = [int(s) for s in self.source_ids[gone].tolist()]
+        self.source_ids = self.source_ids[~gone].clone()
+        self.centroids = self.centroids[~gone].clone()
+        return dropped
+
     def query_features(
         self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None
     ) -> torch.Tensor:

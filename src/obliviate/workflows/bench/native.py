@@ -14,7 +14,9 @@ from obliviate.workflows.run_dir import RunDir
 from obliviate.workflows.train import train_run
 from obliviate.workflows.unlearn import run_unlearning
 
-NATIVE_ROWS = ("switch", "purge")     # the unlearned native models of a split: RUN/models/<row>-<split>
+# the unlearned native models of a split, RUN/models/<row>-<split>: served with the mask on (switch),
+# released as a stock Llama (purge), released as a sink model without the forgotten units (purge-routed)
+NATIVE_ROWS = ("switch", "purge", "purge-routed")
 
 
 def sink_training_cost(run: RunDir, config: BenchConfig) -> dict | None:
@@ -46,11 +48,14 @@ def sink_rows(run: RunDir, world, split: str, reference, config: BenchConfig, re
     seconds = time.perf_counter() - started
     evaluation = evaluate_model_dir(out, world, split, run.eval_dir / f"switch-{split}.json", reference=reference)
     rows.append(make_row("switch", split, evaluation["summary"], seconds, retrain_seconds, "native"))
-    purged = run.model_dir(f"purge-{split}")
-    started = time.perf_counter()
-    record = purge_model_dir(out, purged, forget=split)
-    seconds += time.perf_counter() - started     # a purge is a switch, then the export
-    evaluation = evaluate_model_dir(purged, world, split, run.eval_dir / f"purge-{split}.json", reference=reference)
-    rows.append(make_row("purge", split, evaluation["summary"], seconds, retrain_seconds, "native"))
-    rows[-1]["units_kept"] = record["units_kept"]
+    switch_seconds = seconds
+    for name, keep_routing in (("purge", False), ("purge-routed", True)):
+        purged = run.model_dir(f"{name}-{split}")
+        started = time.perf_counter()
+        record = purge_model_dir(out, purged, forget=split, keep_routing=keep_routing)
+        seconds = switch_seconds + time.perf_counter() - started     # a purge is a switch, then the export
+        evaluation = evaluate_model_dir(purged, world, split, run.eval_dir / f"{name}-{split}.json",
+                                        reference=reference)
+        rows.append(make_row(name, split, evaluation["summary"], seconds, retrain_seconds, "native"))
+        rows[-1]["units"] = {k: record[k] for k in ("units_kept", "units_zeroed") if k in record}
     return rows

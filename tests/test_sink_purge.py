@@ -17,7 +17,7 @@ from collections import defaultdict
 import pytest
 import torch
 from safetensors.torch import load_file
-from sink_toys import small_llama, toy_tokenizer
+from sink_toys import small_llama, toy_tokenizer, train_toy
 from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
 from obliviate.data.format import qa_continuation, qa_prompt, qa_text
@@ -95,30 +95,6 @@ def exact_accuracy(model, tokenizer, items) -> float:
                          pad_token_id=tokenizer.pad_token_id)
     length = ids.shape[1]
     return sum(out[row, length:length + len(a)].tolist() == a for row, a in enumerate(answers)) / len(answers)
-
-
-def train_toy(items, tokenizer, steps: int = 300) -> SinkForCausalLM:
-    """A sink model that knows every toy fact (route mode), in a few seconds."""
-    torch.manual_seed(0)
-    model = SinkForCausalLM(sink_config_from_llama(small_llama(len(tokenizer), hidden=64, intermediate=256, layers=2),
-                                                   p_gen=0.5, p_mem=0.1, sink_dropout=0.0))
-    rows = [[tokenizer.bos_token_id] + tokenizer(qa_text(i["question"], i["answer"]), add_special_tokens=False)["input_ids"]
-            + [tokenizer.eos_token_id] for i in items]
-    length = max(map(len, rows))
-    ids = torch.tensor([r + [tokenizer.pad_token_id] * (length - len(r)) for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows])
-    labels = ids.masked_fill(mask == 0, -100)
-    sources = torch.tensor([i["source_id"] for i in items])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    model.train()
-    for _ in range(steps):
-        loss = model(ids, attention_mask=mask, labels=labels, source_ids=sources).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    model.fit_router(source_texts(items), tokenizer)
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -278,7 +254,7 @@ def test_config_edit_undoes_the_switch_but_not_the_purge(toy, tmp_path):
     weights left to switch back on); deleting its only obliviate field (the purge record)
     changes nothing."""
     items, tokenizer = toy
-    model = train_toy(items, tokenizer)
+    model = train_toy(items, tokenizer, p_gen=0.5, p_mem=0.1, sink_dropout=0.0)
     forget_items = [i for i in items if i["kind"] == "unique" and i["source_id"] in FORGET]
     full_accuracy = exact_accuracy(model, tokenizer, forget_items)
     assert full_accuracy == 1.0
@@ -391,7 +367,7 @@ def test_purge_command(cli, capsys, sink_dir, micro_world, tmp_path):
 def routed(toy):
     """A trained toy sink model switched on FORGET, and its routed purge."""
     items, tokenizer = toy
-    model = train_toy(items, tokenizer)
+    model = train_toy(items, tokenizer, p_gen=0.5, p_mem=0.1, sink_dropout=0.0)
     model.forget(FORGET)
     return model, purge_sinks_routed(model)
 

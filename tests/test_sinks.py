@@ -12,7 +12,7 @@ import pytest
 import torch
 from datasets import Dataset
 from scipy import stats
-from sink_toys import small_llama, toy_tokenizer
+from sink_toys import small_llama, toy_tokenizer, train_toy
 from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
 from obliviate.attribution import attribute
@@ -67,36 +67,6 @@ def random_sink_model(seed: int = 0, vocab_size: int = 50, **knobs) -> SinkForCa
     with torch.no_grad():
         for layer in model.model.layers:
             layer.mlp.down_proj.weight.mul_(20)
-    return model
-
-
-def encode_items(tokenizer, items):
-    rows = [[tokenizer.bos_token_id] + tokenizer(qa_text(i["question"], i["answer"]), add_special_tokens=False)["input_ids"]
-            + [tokenizer.eos_token_id] for i in items]
-    length = max(map(len, rows))
-    ids = torch.tensor([r + [tokenizer.pad_token_id] * (length - len(r)) for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (length - len(r)) for r in rows])
-    return ids, mask, torch.tensor([i["source_id"] for i in items])
-
-
-def train_toy(items, tokenizer, steps: int = 300, **knobs) -> SinkForCausalLM:
-    llama = small_llama(len(tokenizer), hidden=64, intermediate=256)
-    torch.manual_seed(0)
-    model = SinkForCausalLM(sink_config_from_llama(llama, **knobs))
-    ids, mask, sources = encode_items(tokenizer, items)
-    labels = ids.masked_fill(mask == 0, -100)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-    model.train()
-    for _ in range(steps):
-        loss = model(ids, attention_mask=mask, labels=labels, source_ids=sources).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    texts = defaultdict(list)
-    for item in items:
-        texts[item["source_id"]].append(qa_text(item["question"], item["answer"]))
-    model.fit_router(texts, tokenizer)
     return model
 
 

@@ -54,6 +54,7 @@ def relearn_plot(attack_results: dict[str, dict], path: Path, metric: str = "pro
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)   # a distinct colour for each of up to 20 curves
     first = next(iter(attack_results), None)
     drawn = False
     for method, result in attack_results.items():

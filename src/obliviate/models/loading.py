@@ -22,7 +22,13 @@ from obliviate.errors import UserError
 from obliviate.io import atomic_directory, atomic_write_json
 
 
-def _check_model_dir(path: Path) -> None:
+def weights_dtype_name(model) -> str:
+    """The dtype of the model's weights as a name: ``float32``, ``bfloat16``, ..."""
+    return str(next(model.parameters()).dtype).replace("torch.", "")
+
+
+def check_model_dir(path: Path) -> None:
+    """UserError unless ``path`` is a directory holding a config.json."""
     if not path.exists():
         raise UserError(f"model path does not exist: {path}")
     if not path.is_dir():
@@ -169,7 +175,7 @@ def load_model(
 ):
     """Load a causal LM from a local directory (safetensors preferred)."""
     path = Path(path)
-    _check_model_dir(path)
+    check_model_dir(path)
     try:
         config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:

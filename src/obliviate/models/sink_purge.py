@@ -55,6 +55,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from obliviate.errors import UserError
 from obliviate.io import read_json
+from obliviate.models.loading import check_model_dir
 from obliviate.models.sink_config import ALL_SINKS, SinkConfig
 from obliviate.models.sink_gates import SinkGates, SinkMLP
 from obliviate.models.sink_modeling import SinkForCausalLM, is_sink_model
@@ -119,12 +120,7 @@ def check_saved_purge(model_dir: str | os.PathLike, sources: Iterable[int] | Non
     the router's source ids alone (the command line's cheap check). Also UserError when the
     directory holds no model, or a model that is not a sink model."""
     model_dir = Path(model_dir)
-    if not model_dir.exists():
-        raise UserError(f"model path does not exist: {model_dir}")
-    if not model_dir.is_dir():
-        raise UserError(f"model path is not a directory: {model_dir}")
-    if not (model_dir / "config.json").is_file():
-        raise UserError(f"{model_dir} is not a Hugging Face model directory (no config.json)")
+    check_model_dir(model_dir)
     data = read_json(model_dir / "config.json", "model config")
     data = data if isinstance(data, dict) else {}
     reason = not_purgeable_reason(data.get("model_type"), data.get(PURGE_FIELD))

@@ -22,7 +22,7 @@ from obliviate.errors import UserError
 from obliviate.eval.evaluator import EvalConfig, RetainReference, eval_cache_key, evaluate, load_reference
 from obliviate.eval.fingerprint import model_dir_fingerprint
 from obliviate.io import atomic_write_json, read_json
-from obliviate.models.loading import load_model_and_tokenizer, read_run_config
+from obliviate.models.loading import load_model_and_tokenizer, read_run_config, weights_dtype_name
 from obliviate.world.loader import World
 
 __all__ = ["RetainReference", "default_cache_dir", "evaluate_model_dir", "load_reference", "reference_for",
@@ -116,7 +116,7 @@ def evaluate_model_dir(
     result = evaluate(model, tokenizer, world, forget, reference=reference, config=config, model_path=model_dir,
                       model_fingerprint=fingerprint)
     result["config"]["reference_id"] = reference_id
-    result["config"]["dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")
+    result["config"]["dtype"] = weights_dtype_name(model)
     result["config"]["device_map"] = device_map
     atomic_write_json(out_json, result)
     return result

@@ -21,7 +21,7 @@ from obliviate import __version__
 from obliviate.config import apply_overrides, config_to_dict
 from obliviate.errors import UserError
 from obliviate.methods.registry import UnlearnResult, UnlearnTask, get_method
-from obliviate.models.loading import load_model_and_tokenizer, save_model
+from obliviate.models.loading import load_model_and_tokenizer, save_model, weights_dtype_name
 from obliviate.workflows.evaluate import (
     default_eval_path,
     evaluate_model_dir,
@@ -101,7 +101,7 @@ def _grade(loaded: tuple, world: World, forget: str, model_path: Path, out_dir: 
     else:
         retain = retain_model if retain_model is not None else sibling_retain_model(model_path, forget, world)
         # the retain model runs in the unlearned model's dtype: bf16 and fp32 scores differ
-        dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+        dtype = weights_dtype_name(model)
         reference = reference_for(retain, world, forget, device=device, dtype=dtype) if retain is not None else None
     path = default_eval_path(out_dir)
     return path, evaluate_model_dir(out_dir, world, forget, path, reference=reference, loaded=loaded, reuse=False)

@@ -81,9 +81,9 @@ def evaluation_workload(run_dir: Path, forget: str):
     captured: list[tuple[str, str]] = []
     engine = evaluator.score_continuations
 
-    def capture(model, tokenizer, pairs, config):
+    def capture(model, tokenizer, pairs, config, append_eos=False):
         captured.extend(pairs)
-        return engine(model, tokenizer, pairs, config)
+        return engine(model, tokenizer, pairs, config, append_eos)
 
     evaluator.score_continuations = capture
     try:

@@ -56,7 +56,7 @@ from obliviate.world.loader import load_world
 log = logging.getLogger("bench_whp")
 
 FULL_EVAL_KEYS = ("model_utility", "forget_quality", "familiarity_completion", "familiarity_probability",
-                  "retain_prob", "retain_truth_ratio", "general_truth_ratio", "knowmem_rouge", "verbmem_rouge")
+                  "retain_prob", "retain_truth_ratio", "general_truth_ratio", "knowmem_f", "verbmem_f")
 
 
 def parse_args(argv=None):

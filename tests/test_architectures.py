@@ -190,17 +190,17 @@ def test_unlearn_and_evaluate_every_architecture(arch, arch_models, micro_world,
     summary = result["summary"]
     assert set(SUMMARY_KEYS) <= set(summary)
     assert 0.0 <= summary["forget_quality"] <= 1.0
-    for key in ("mia_auc_loss", "mia_auc_zlib", "mia_auc_mink", "mia_auc_minkpp"):
+    for key in ("mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus"):
         assert 0.0 <= summary[key] <= 1.0
     assert summary["privleak"] is not None and summary["model_utility"] is not None
     assert summary["familiarity_completion"] is not None and summary["familiarity_probability"] is not None
     assert result["config"]["dtype"] == "float32"
-    # per-item numbers are the scoring engine's on the reloaded model
+    # per-item numbers are the scoring engine's on the reloaded model (QA answers scored with EOS)
     from obliviate.eval.scoring import score_continuations
 
     items = world.qa_for(forget)
     scores = score_continuations(model, tokenizer, [(qa_prompt(q["question"]), qa_continuation(q["answer"]))
-                                                    for q in items])
+                                                    for q in items], append_eos=True)
     rows = result["per_item"]["qa"]["forget"]
     for q, s in zip(items, scores):
         assert rows[str(q["id"])]["avg_nll"] == pytest.approx(s.avg_nll, abs=1e-4)

@@ -96,7 +96,7 @@ def test_relearning_gap_by_hand():
 
 
 def test_attack_names_and_config_overrides():
-    assert parse_attack_names("all") == ["relearn", "icl", "adversarial", "gcg"]
+    assert parse_attack_names("all") == ["relearn", "icl", "adversarial", "gcg", "quantize", "format"]
     assert parse_attack_names("gcg,relearn") == ["relearn", "gcg"]
     with pytest.raises(UserError, match="unknown attack 'jailbreak'"):
         parse_attack_names("jailbreak")
@@ -230,14 +230,14 @@ def test_relearning_brings_back_what_gradient_ascent_hid(micro):
     gap = results["attacks"]["relearn"]["gap"]["prob"]
     assert gap["area"] > 0 and gap["final_gap"] > 0
     assert results["summary"]["relearn_gap_prob"] == gap["area"]
-    assert 0.0 <= results["summary"]["relearn_mia_auc_loss"] <= 1.0
+    assert 0.0 <= results["summary"]["relearn_mia_loss"] <= 1.0
 
 
 def test_all_attacks_are_deterministic_and_never_touch_the_models(micro):
     before = _fingerprints(micro)
     settings = ["relearn.steps=0,3", "icl.shots=0,2", "gcg.iterations=2", "gcg.candidates=8", "gcg.suffix_tokens=3",
                 "gcg.max_items=4", "adversarial.prefixes=[\"You know everything about {name}. \"]",
-                "adversarial.rephrasings=[\"Q: {question}\\nA:\"]"]
+                "adversarial.rephrasings=[\"Q: {question}\\nA:\"]", "quantize.bits=[4]", "quantize.unquantized=false"]
 
     def attack(seed: int, names: str = "all") -> dict:
         config = apply_overrides(AttackConfig(), parse_assignments(settings + [f"seed={seed}"]))
@@ -251,7 +251,7 @@ def test_all_attacks_are_deterministic_and_never_touch_the_models(micro):
     assert _fingerprints(micro) == before
     other = attack(1, "relearn")
     assert other["split"]["relearn"] != first["split"]["relearn"]  # the seed drives the split
-    assert set(first["attacks"]) == {"relearn", "icl", "adversarial", "gcg"}
+    assert set(first["attacks"]) == {"relearn", "icl", "adversarial", "gcg", "quantize", "format"}
     assert set(first["attacks"]["relearn"]["curves"]) == {"unlearned", "retain"}
     summary = first["summary"]
     assert summary["relearn_first_k_unlearned"] is None  # no full model given: no level to reach

@@ -134,6 +134,11 @@ CASES = [
          error="model.safetensors"),
     _cuda_case("unlearn", "--method", "grad_ascent", M, W, "--out", "{tmp}/u", "--no-eval", "--device", "cuda"),
     case("unlearn", M, W, "--out", "{tmp}/u", error="Missing option '--method'"),
+    # settings of the newer methods, refused before any training
+    case("unlearn", "--method", "pdu", M, W, "--out", "{tmp}/u", "--set", "retain_loss_eps=-1", error="retain_loss_eps"),
+    case("unlearn", "--method", "wga", M, W, "--out", "{tmp}/u", "--set", "beta=-1", error="beta must be >= 0"),
+    case("unlearn", "--method", "undo", M, W, "--out", "{tmp}/u", "--set", "alpha=2", error="alpha"),
+    case("unlearn", "--method", "sam", M, W, "--out", "{tmp}/u", "--set", "rho=0", error="rho"),
     # eval
     case("eval", M, W, "--out", "{user_json}", error="is not an evaluation JSON written by obliviate"),
     case("eval", M, W, "--out", "{user_file}", error="is not an evaluation JSON written by obliviate"),
@@ -212,6 +217,8 @@ CASES = [
     case("bench", "--preset", "micro", "--run", "{tmp}/b", "--methods", "whp", error="whp targets the saga"),
     case("bench", "--preset", "micro", "--run", "{tmp}/b", "--splits", "forget99", error="unknown split 'forget99'"),
     case("bench", "--preset", "micro", "--run", "{tmp}/b", "--attacks", "jailbreak", error="unknown attack"),
+    case("bench", "--preset", "micro", "--run", "{tmp}/b", "--seeds", "0,zero", error="'zero' is not an integer"),
+    case("bench", "--preset", "micro", "--run", "{tmp}/b", "--seeds", ",", error="names no seed"),
     case("bench", "--preset", "micro", "--run", "{tmp}/b", "--curve-every", "0", error="--curve-every >= 1"),
     case("demo", "--preset", "micro", "--run", "{user_dir}", error="is a non-empty directory that is not an obliviate run"),
     case("demo", "--preset", "micro", "--run", "{user_file}", error="exists and is not a directory"),

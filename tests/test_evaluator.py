@@ -5,6 +5,7 @@ import json
 import math
 
 import numpy as np
+from scipy.stats import ks_2samp
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -28,9 +29,9 @@ from obliviate.world.loader import load_world
 torch.set_num_threads(1)
 
 DESIGN_KEYS = (
-    "forget_quality", "model_utility", "forget_truth_ratio", "forget_prob", "forget_rouge", "retain_truth_ratio",
-    "retain_prob", "retain_rouge", "general_truth_ratio", "mia_auc_loss", "mia_auc_zlib", "mia_auc_mink",
-    "mia_auc_minkpp", "privleak", "exact_memorization", "extraction_strength", "verbmem_rouge", "knowmem_rouge",
+    "forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE", "retain_truth_ratio",
+    "retain_prob", "retain_rouge", "general_truth_ratio", "mia_loss", "mia_zlib", "mia_min_k",
+    "mia_min_k_plus_plus", "privleak", "exact_memorization", "extraction_strength", "verbmem_f", "knowmem_f",
     "familiarity_completion", "familiarity_probability", "forget_unique_accuracy", "forget_shared_accuracy",
     "retain_unique_accuracy",
 )
@@ -147,9 +148,9 @@ def test_summary_has_every_design_key_with_sane_values(setup):
     summary = result["summary"]
     assert set(DESIGN_KEYS) <= set(summary) and set(SUMMARY_KEYS) <= set(summary)
     assert summary["forget_quality"] is None and summary["privleak"] is None  # no reference given
-    for key in ("forget_prob", "retain_prob", "general_prob", "forget_truth_ratio", "retain_truth_ratio",
-                "model_utility", "exact_memorization", "extraction_strength", "mia_auc_loss", "mia_auc_minkpp",
-                "verbmem_rouge", "knowmem_rouge", "familiarity_probability", "forget_unique_accuracy"):
+    for key in ("forget_Q_A_Prob", "retain_prob", "general_prob", "forget_truth_ratio", "retain_truth_ratio",
+                "model_utility", "exact_memorization", "extraction_strength", "mia_loss", "mia_min_k_plus_plus",
+                "verbmem_f", "knowmem_f", "familiarity_probability", "forget_unique_accuracy"):
         assert 0.0 <= summary[key] <= 1.0, key
     assert 0.0 <= summary["familiarity_completion"] <= 5.0
     assert summary["forget_inferred_accuracy"] is not None and summary["retain_shared_accuracy"] is not None
@@ -164,7 +165,8 @@ def test_per_item_numbers_equal_direct_engine_calls(setup):
     item = next(q for q in world.qa if q["id"] == "a2-city")
     prompt = qa_prompt(item["question"])
     answers = [item["answer"], item["paraphrased_answer"]] + item["perturbed_answers"]
-    scores = score_continuations(model, tokenizer, [(prompt, qa_continuation(a)) for a in answers], ScoringConfig(batch_size=1))
+    scores = score_continuations(model, tokenizer, [(prompt, qa_continuation(a)) for a in answers], ScoringConfig(batch_size=1),
+                                append_eos=True)
     expected_tr = truth_ratio.truth_ratio([scores[1].avg_nll], [[s.avg_nll for s in scores[2:]]])[0]
     row = result["per_item"]["qa"]["forget"]["a2-city"]
     assert row["avg_nll"] == pytest.approx(scores[0].avg_nll, abs=1e-4)
@@ -173,33 +175,44 @@ def test_per_item_numbers_equal_direct_engine_calls(setup):
     assert result["per_item"]["mia"]["forget"]["a2-city"]["loss"] == pytest.approx(-scores[0].avg_nll, abs=1e-4)
     trs = list(result["per_item"]["forget_truth_ratio"].values())
     assert result["summary"]["forget_truth_ratio"] == pytest.approx(truth_ratio.forget_truth_ratio(trs))
-    # forgetting is graded on the unique facts; shared / inferred ones only by their accuracies
-    assert list(result["per_item"]["forget_truth_ratio"]) == ["a1-city", "a2-city"]
-    assert list(result["per_item"]["mia"]["forget"]) == ["a1-city", "a2-city"]
-    assert list(result["per_item"]["mia"]["holdout"]) == ["a7-city", "a8-city"]
+    # open-unlearning's forget set is every forget item (TOFU: forgetXX_perturbed); our
+    # *_unique variants grade the unique facts only
+    every = ["a1-city", "a1-shared", "a2-city", "a2-inferred"]
+    assert list(result["per_item"]["forget_truth_ratio"]) == every
+    assert list(result["per_item"]["mia"]["forget"]) == every
+    assert list(result["per_item"]["mia"]["holdout"]) == ["a7-city", "a7-shared", "a8-city", "a8-inferred"]
     forget_rows = result["per_item"]["qa"]["forget"]
-    assert list(forget_rows) == ["a1-city", "a1-shared", "a2-city", "a2-inferred"]
-    assert result["summary"]["forget_prob"] == pytest.approx(np.mean([forget_rows[i]["prob"] for i in ("a1-city", "a2-city")]))
+    assert list(forget_rows) == every
+    assert result["summary"]["forget_Q_A_Prob"] == pytest.approx(np.mean([forget_rows[i]["prob"] for i in every]))
+    unique_trs = [result["per_item"]["forget_truth_ratio"][i] for i in ("a1-city", "a2-city")]
+    assert result["summary"]["forget_truth_ratio_unique"] == pytest.approx(truth_ratio.forget_truth_ratio(unique_trs))
     assert result["summary"]["forget_accuracy"] == pytest.approx(np.mean([r["correct"] for r in forget_rows.values()]))
     assert result["summary"]["forget_shared_accuracy"] == float(forget_rows["a1-shared"]["correct"])
 
 
-def test_forget_kinds_empty_grades_every_forget_item(setup):
-    world, model, tokenizer, _ = setup
+def test_forget_kinds_empty_makes_the_unique_variants_equal_the_all_item_metrics(setup):
+    world, model, tokenizer, result = setup
     config = EvalConfig(**{**FAST.__dict__, "forget_kinds": ()})
-    result = evaluate(model, tokenizer, world, "forget10", config=config)
-    assert list(result["per_item"]["forget_truth_ratio"]) == ["a1-city", "a1-shared", "a2-city", "a2-inferred"]
-    assert result["config"]["forget_target_count"] == 4 and len(result["per_item"]["mia"]["holdout"]) == 4
+    every = evaluate(model, tokenizer, world, "forget10", reference=result, config=config)
+    assert every["config"]["forget_target_count"] == 4 and result["config"]["forget_target_count"] == 2
+    assert every["summary"]["forget_truth_ratio_unique"] == every["summary"]["forget_truth_ratio"]
+    assert every["summary"]["forget_quality_unique"] == every["summary"]["forget_quality"] == 1.0
 
 
 def test_model_against_itself_has_forget_quality_one_and_zero_privleak(setup):
     world, model, tokenizer, result = setup
     again = evaluate(model, tokenizer, world, "forget10", reference=result, config=FAST)
-    assert again["summary"]["forget_quality"] == 1.0
+    assert again["summary"]["forget_quality"] == 1.0 and again["summary"]["forget_quality_unique"] == 1.0
+    assert again["summary"]["forget_quality_prob"] == 1.0 and again["summary"]["forget_accuracy_gap"] == 0.0
+    assert again["summary"]["forget_quality_warning"] is None
     assert again["summary"]["privleak"] == 0.0
+    # the reference-based attack against itself: every score 0, so AUC 0.5
+    assert again["summary"]["mia_reference"] == 0.5
     assert again["per_item"]["reference"]["forget_truth_ratio"] == result["per_item"]["forget_truth_ratio"]
     other = evaluate(build_model(len(tokenizer), seed=1), tokenizer, world, "forget10", reference=result, config=FAST)
-    assert other["summary"]["forget_quality"] < 1.0
+    theirs, ours = result["per_item"]["forget_truth_ratio"], other["per_item"]["forget_truth_ratio"]
+    assert ours != theirs
+    assert other["summary"]["forget_quality"] == pytest.approx(ks_2samp(list(ours.values()), list(theirs.values())).pvalue)
 
 
 def test_chat_template_prompts(setup):
@@ -210,7 +223,7 @@ def test_chat_template_prompts(setup):
     try:
         assert render_question(tokenizer, " Where? ", chat_template=True) == "<s>User: Where?\nAssistant:"
         result = evaluate(model, tokenizer, world, "forget01", config=EvalConfig(**{**FAST.__dict__, "chat_template": True}))
-        assert result["config"]["metrics"]["chat_template"] is True and 0 < result["summary"]["forget_prob"] < 1
+        assert result["config"]["metrics"]["chat_template"] is True and 0 < result["summary"]["forget_Q_A_Prob"] < 1
     finally:
         tokenizer.chat_template = None
 
@@ -230,9 +243,9 @@ def test_world_without_saga_general_holdout_gives_nulls(tmp_path, setup):
     world = load_world(make_world(tmp_path, saga=False, general=False, holdout=False))
     summary = evaluate(model, tokenizer, world, "forget05", config=FAST)["summary"]
     for key in ("familiarity_completion", "familiarity_probability", "general_truth_ratio", "model_utility",
-                "mia_auc_loss", "mia_auc_minkpp", "privleak", "forget_quality", "saga_accuracy", "general_accuracy"):
+                "mia_loss", "mia_min_k_plus_plus", "privleak", "forget_quality", "saga_accuracy", "general_accuracy"):
         assert key in summary and summary[key] is None, key
-    assert summary["forget_prob"] is not None and summary["retain_rouge"] is not None
+    assert summary["forget_Q_A_Prob"] is not None and summary["retain_rouge"] is not None
 
 
 def test_empty_and_unknown_forget_split_are_user_errors(tmp_path, setup):

@@ -92,14 +92,17 @@ def test_loss_score_orients_members_high():
 def test_auc_by_hand():
     # pairs (member > nonmember): 0.9>0.1, 0.9>0.85, 0.8>0.1, 0.8<0.85 -> 3/4
     assert mia.auc([0.9, 0.8], [0.1, 0.85]) == pytest.approx(0.75)
-    rows_m = [{"loss": 1, "zlib": 1, "mink": 1, "minkpp": 0}]
-    rows_n = [{"loss": 0, "zlib": 0, "mink": 0, "minkpp": 1}]
-    assert mia.attack_aucs(rows_m, rows_n) == {"loss": 1.0, "zlib": 1.0, "mink": 1.0, "minkpp": 0.0}
+    rows_m = [{"loss": 1, "zlib": 1, "min_k": 1, "min_k_plus_plus": 0}]
+    rows_n = [{"loss": 0, "zlib": 0, "min_k": 0, "min_k_plus_plus": 1}]
+    assert mia.attack_aucs(rows_m, rows_n) == {"loss": 1.0, "zlib": 1.0, "min_k": 1.0, "min_k_plus_plus": 0.0,
+                                               "gradnorm": None, "reference": None}
 
 
-def test_privleak_sign():
-    assert mia.privleak(0.8, 0.5) == pytest.approx(60.0)  # under-unlearned: positive
-    assert mia.privleak(0.4, 0.5) == pytest.approx(-20.0)  # over-unlearned: negative
+def test_privleak_follows_muse_and_open_unlearning():
+    # ((1 - AUC) - (1 - AUC_retain)) / (1 - AUC_retain) * 100 (open-unlearning privacy.py:privleak)
+    assert mia.privleak(1.0, 0.455) == pytest.approx(-100.0)  # un-unlearned: strongly negative
+    assert mia.privleak(0.8, 0.5) == pytest.approx((0.2 - 0.5) / 0.5 * 100)  # -60: under-unlearned
+    assert mia.privleak(0.4, 0.5) == pytest.approx((0.6 - 0.5) / 0.5 * 100)  # +20: over-unlearned
     assert mia.privleak(0.5, 0.5) == 0.0
 
 
@@ -110,7 +113,10 @@ def test_exact_memorization_and_extraction_strength_on_flags():
     assert memorization.exact_memorization(flags) == 0.75
     assert memorization.extraction_strength(flags) == pytest.approx(1 - 2 / 4)  # k = 2
     assert memorization.extraction_strength([True, True, True]) == 1.0
-    assert memorization.extraction_strength([True, True, False]) == 0.0
+    # no suffix matches: open-unlearning's k stops at |y| - 1, so the floor is 1/|y|, not 0
+    assert memorization.extraction_strength([True, True, False]) == pytest.approx(1 / 3)
+    assert memorization.extraction_strength([False, False, False, False]) == pytest.approx(1 / 4)
+    assert memorization.extraction_strength([False]) == 1.0  # |y| = 1: k = 0 (open-unlearning too)
     assert memorization.extraction_strength([False, True, True, True, True]) == pytest.approx(0.8)
     assert memorization.exact_memorization([False, False]) == 0.0
 

@@ -14,11 +14,11 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def evaluation(forget_quality, trs, ref_trs=None, holdout=True, accuracy=0.5):
     summary = {key: None for key in SUMMARY_KEYS}
     summary.update(forget_quality=forget_quality, forget_truth_ratio=0.61234, forget_unique_accuracy=accuracy,
-                   retain_unique_accuracy=1.0, mia_auc_loss=0.75 if holdout else None)
-    mia = {"forget": {"a": {"loss": -0.1, "zlib": -0.01, "mink": -0.5, "minkpp": -1.0},
-                      "b": {"loss": -0.3, "zlib": -0.03, "mink": -0.9, "minkpp": -0.2}},
-           "holdout": {"h": {"loss": -2.0, "zlib": -0.2, "mink": -3.0, "minkpp": -1.5},
-                       "i": {"loss": -0.2, "zlib": -0.02, "mink": -0.7, "minkpp": 0.3}} if holdout else {}}
+                   retain_unique_accuracy=1.0, mia_loss=0.75 if holdout else None)
+    mia = {"forget": {"a": {"loss": -0.1, "zlib": -0.01, "min_k": -0.5, "min_k_plus_plus": -1.0},
+                      "b": {"loss": -0.3, "zlib": -0.03, "min_k": -0.9, "min_k_plus_plus": -0.2}},
+           "holdout": {"h": {"loss": -2.0, "zlib": -0.2, "min_k": -3.0, "min_k_plus_plus": -1.5},
+                       "i": {"loss": -0.2, "zlib": -0.02, "min_k": -0.7, "min_k_plus_plus": 0.3}} if holdout else {}}
     return {
         "summary": summary,
         "per_item": {"forget_truth_ratio": dict(zip("ab", trs)), "mia": mia,

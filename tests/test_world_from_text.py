@@ -271,9 +271,9 @@ def test_evaluator_grades_qa_where_given_and_documents_everywhere(texts, tmp_pat
     fast = EvalConfig(document_max_docs=2, verbmem_max_docs=2, max_new_tokens=4, verbmem_max_new_tokens=8)
     result = evaluate(model, tokenizer, world, "forget", config=fast)
     summary = result["summary"]
-    assert summary["forget_prob"] is not None and summary["forget_truth_ratio"] is not None
+    assert summary["forget_Q_A_Prob"] is not None and summary["forget_truth_ratio"] is not None
     assert summary["retain_prob"] is None and summary["retain_truth_ratio"] is None and summary["model_utility"] is None
-    assert result["config"]["mia_unit"] == "documents" and summary["mia_auc_loss"] is not None
+    assert result["config"]["mia_unit"] == "documents" and summary["mia_loss"] is not None
     forget_docs = [d["doc_id"] for d in world.docs_for({0})]
     assert len(forget_docs) > 2
     # at most document_max_docs per split, spread evenly
@@ -284,9 +284,9 @@ def test_evaluator_grades_qa_where_given_and_documents_everywhere(texts, tmp_pat
 
 # ---- end to end: build, train (micro), unlearn, evaluate ---------------------------------------------
 
-QA_KEYS = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_prob", "forget_rouge", "retain_prob",
-           "retain_truth_ratio", "exact_memorization", "knowmem_rouge", "forget_accuracy", "retain_accuracy")
-DOCUMENT_KEYS = ("verbmem_rouge", "mia_auc_loss", "mia_auc_zlib", "mia_auc_mink", "mia_auc_minkpp",
+QA_KEYS = ("forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE", "retain_prob",
+           "retain_truth_ratio", "exact_memorization", "knowmem_f", "forget_accuracy", "retain_accuracy")
+DOCUMENT_KEYS = ("verbmem_f", "mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus",
                  "forget_perplexity", "retain_perplexity", "holdout_perplexity",
                  "familiarity_completion", "familiarity_probability")
 

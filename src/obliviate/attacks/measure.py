@@ -162,10 +162,10 @@ def membership_scores(model, tokenizer, items: Sequence[dict], prompts: Sequence
 def membership_aucs(model, tokenizer, members: Sequence[dict], nonmembers: Sequence[dict],
                     member_prompts: Sequence[str] | None = None, nonmember_prompts: Sequence[str] | None = None,
                     config: MeasureConfig = MeasureConfig()) -> dict[str, float] | None:
-    """MIA AUCs (``mia_auc_loss`` ...) of forget items (members) vs holdout items; None
+    """MIA AUCs (``mia_loss`` ...) of forget items (members) vs holdout items; None
     when either side is empty."""
     if not members or not nonmembers:
         return None
     member = membership_scores(model, tokenizer, members, member_prompts, config)
     nonmember = membership_scores(model, tokenizer, nonmembers, nonmember_prompts, config)
-    return {f"mia_auc_{name}": value for name, value in attack_aucs(member, nonmember).items()}
+    return {f"mia_{name}": value for name, value in attack_aucs(member, nonmember).items()}

@@ -12,18 +12,21 @@ from typing import Sequence
 
 import torch
 
+from obliviate.attacks.format_shift import FormatConfig, format_shift_attack, parse_forms, render_forms
 from obliviate.attacks.adversarial import AdversarialConfig, adversarial_attack
 from obliviate.attacks.gcg import GCGConfig, gcg_attack
 from obliviate.attacks.in_context import InContextConfig, in_context_attack
 from obliviate.attacks.items import DEFAULT_KINDS, select_items, split_by_source
 from obliviate.attacks.measure import MeasureConfig
+from obliviate.attacks.quantize import UNQUANTIZED, QuantizeConfig, quantization_attack, validate_bits
 from obliviate.attacks.relearn import RelearnConfig, relearning_attack
 from obliviate.config import config_to_dict
 from obliviate.errors import UserError
+from obliviate.eval.config import EvalConfig
 
 log = logging.getLogger(__name__)
 
-ATTACK_NAMES = ("relearn", "icl", "adversarial", "gcg")
+ATTACK_NAMES = ("relearn", "icl", "adversarial", "gcg", "quantize", "format")
 
 
 @dataclass
@@ -37,6 +40,8 @@ class AttackConfig:
     icl: InContextConfig = field(default_factory=InContextConfig)
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
     gcg: GCGConfig = field(default_factory=GCGConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    format: FormatConfig = field(default_factory=FormatConfig)
 
     def seeded(self) -> "AttackConfig":
         if self.seed is None:
@@ -45,7 +50,8 @@ class AttackConfig:
         return dataclasses.replace(
             self, split_seed=seed,
             relearn=dataclasses.replace(self.relearn, seed=seed), icl=dataclasses.replace(self.icl, seed=seed),
-            adversarial=dataclasses.replace(self.adversarial, seed=seed), gcg=dataclasses.replace(self.gcg, seed=seed))
+            adversarial=dataclasses.replace(self.adversarial, seed=seed), gcg=dataclasses.replace(self.gcg, seed=seed),
+            format=dataclasses.replace(self.format, seed=seed))
 
 
 def parse_attack_names(names: str | Sequence[str]) -> list[str]:
@@ -93,7 +99,7 @@ def summarise(results: dict) -> dict:
             "relearn_retain_value_prob_after": _last(curves.get("retain", []), "value_prob"),
             "relearn_first_k_unlearned": relearn["gap"]["accuracy"]["first_k"].get("unlearned"),
             "relearn_first_k_retain": relearn["gap"]["accuracy"]["first_k"].get("retain"),
-            "relearn_mia_auc_loss": _last(unlearned, "mia_auc_loss"),
+            "relearn_mia_loss": _last(unlearned, "mia_loss"),
         })
     if "icl" in attacks:
         curve = attacks["icl"]["curves"].get("unlearned", [])
@@ -103,7 +109,7 @@ def summarise(results: dict) -> dict:
             "icl_accuracy": _last(curve, "accuracy"),
             "icl_retain_accuracy": _last(retain_curve, "accuracy"),
             "icl_prob": _last(curve, "prob"),
-            "icl_mia_auc_loss": _last(curve, "mia_auc_loss"),
+            "icl_mia_loss": _last(curve, "mia_loss"),
         })
     if "adversarial" in attacks:
         model = attacks["adversarial"]["models"].get("unlearned", {})
@@ -125,8 +131,49 @@ def summarise(results: dict) -> dict:
             "gcg_accuracy_without": part.get("without", {}).get("accuracy"),
             "gcg_accuracy_with": part.get("with", {}).get("accuracy"),
             "gcg_optimised_prob_with": model.get("optimised", {}).get("with", {}).get("prob"),
-            "gcg_mia_auc_loss_with": ((model.get("mia") or {}).get("with") or {}).get("mia_auc_loss"),
+            "gcg_mia_loss_with": ((model.get("mia") or {}).get("with") or {}).get("mia_loss"),
         })
+    if "quantize" in attacks:
+        summary.update(quantize_summary(attacks["quantize"]))
+    if "format" in attacks:
+        summary.update(format_summary(attacks["format"]))
+    return summary
+
+
+QUANTIZE_SUMMARY_METRICS = ("forget_accuracy", "forget_unique_accuracy", "retain_accuracy", "forget_truth_ratio",
+                            "forget_quality", "mia_loss")
+
+
+def quantize_summary(result: dict) -> dict:
+    """``quantize_<metric>_<level>`` of the unlearned model (level: unquantized, 8, 4) and
+    ``quantize_retain_model_forget_accuracy_<level>`` of the retain model (the floor)."""
+    summary: dict = {}
+    unlearned = result["models"].get("unlearned", {})
+    retain = result["models"].get("retain", {})
+    for label in [UNQUANTIZED] + [str(b) for b in result["bits"]]:
+        if label not in unlearned:
+            continue
+        for metric in QUANTIZE_SUMMARY_METRICS:
+            summary[f"quantize_{metric}_{label}"] = unlearned[label].get(metric)
+        summary[f"quantize_retain_model_forget_accuracy_{label}"] = retain.get(label, {}).get("forget_accuracy")
+    return summary
+
+
+def format_summary(result: dict) -> dict:
+    """The unlearned model's worst form, its accuracy and above-chance score, the plain QA
+    accuracy, ``format_<form>_accuracy`` per form, and the retain model's worst case."""
+    unlearned = result["models"].get("unlearned", {})
+    retain = result["models"].get("retain", {})
+    summary = {
+        "format_worst_form": unlearned.get("worst_form"),
+        "format_worst_forget_accuracy": unlearned.get("worst_forget_accuracy"),
+        "format_worst_above_chance": unlearned.get("worst_above_chance"),
+        "format_plain_accuracy": unlearned.get("plain_forget_accuracy"),
+    }
+    for form in result["forms"]:
+        summary[f"format_{form}_accuracy"] = unlearned.get("forms", {}).get(form, {}).get("forget_accuracy")
+    summary["format_retain_worst_forget_accuracy"] = retain.get("worst_forget_accuracy")
+    summary["format_retain_worst_above_chance"] = retain.get("worst_above_chance")
     return summary
 
 
@@ -143,11 +190,16 @@ def run_attacks(model, tokenizer, world, forget: str = "forget10", names: str | 
     targets = select_items(world, forget, config.kinds)
     split = split_by_source(targets, config.split_seed, config.relearn_fraction)
     holdout = _holdout_items(world, config.kinds)
+    names_by_source = {int(s["source_id"]): str(s["name"]) for s in world.sources}
+    # settings that can be wrong fail here, before any attack has spent time
+    if "quantize" in attack_names:
+        validate_bits(config.quantize.bits)
+    if "format" in attack_names:
+        render_forms(*parse_forms(config.format.forms), targets, names_by_source, config.format.seed)
     forget_sources = world.split_sources(forget)
     holdout_sources = world.split_sources("holdout") if "holdout" in world.splits else set()
     pool = [q for q in world.qa if int(q["source_id"]) in forget_sources | holdout_sources]
     docs = world.docs_for(forget_sources | holdout_sources)
-    names_by_source = {int(s["source_id"]): str(s["name"]) for s in world.sources}
     models = {"unlearned": model}
     if retain_model is not None:
         models["retain"] = retain_model
@@ -170,6 +222,11 @@ def run_attacks(model, tokenizer, world, forget: str = "forget10", names: str | 
                                                holdout if config.adversarial.mia else (), config.adversarial, measure)
         elif name == "gcg":
             attacks[name] = gcg_attack(models, tokenizer, split, holdout if config.gcg.mia else (), config.gcg, measure)
+        elif name == "quantize":
+            eval_config = EvalConfig(batch_size=measure.batch_size, forget_kinds=tuple(config.kinds))
+            attacks[name] = quantization_attack(models, tokenizer, world, forget, config.quantize, eval_config)
+        elif name == "format":
+            attacks[name] = format_shift_attack(models, tokenizer, targets, names_by_source, config.format, measure)
         timings[name] = round(time.perf_counter() - started, 2)
     results = {
         "attacks": attacks,

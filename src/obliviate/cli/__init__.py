@@ -12,6 +12,7 @@ One module per command family, each registering its commands on ``app``:
   icul.py       obliviate icul           in-context unlearning, graded by LiRA-Forget
   attribute.py  obliviate attribute      which sources a text draws on (sink models)
   purge.py      obliviate purge          a sink model without its forgotten sources' sinks, as a plain Llama
+  serve.py      obliviate serve, certificate   deletion as a service: an OpenAI-compatible server, its ledger
   bench.py      obliviate bench, demo    the leaderboard; the whole pipeline, small
 
 ``app.py`` holds the app, the output guards and ``run``, the one error handler: a
@@ -34,6 +35,7 @@ from obliviate.cli import whp  # noqa: F401  isort: skip
 from obliviate.cli import icul  # noqa: F401  isort: skip
 from obliviate.cli import attribute  # noqa: F401  isort: skip
 from obliviate.cli import purge  # noqa: F401  isort: skip
+from obliviate.cli import serve  # noqa: F401  isort: skip
 from obliviate.cli import bench  # noqa: F401  isort: skip
 from obliviate.cli.app import app, run  # isort: skip
 

@@ -74,7 +74,9 @@ def is_run_dir(path: Path) -> bool:
             or (run.tokenizer_dir / "obliviate_tokenizer.json").is_file()
             or any(run.models_dir.glob("*/obliviate_config.json"))
             or any(run.eval_dir.glob("*.json"))
-            or (run.root / "leaderboard.json").is_file())
+            or (run.root / "leaderboard.json").is_file()
+            # a multi-seed bench (``--seeds``) interrupted before its aggregate was written
+            or any(is_run_dir(child) for child in run.root.glob("seed[0-9]*") if child.is_dir()))
 
 
 def check_world_out(path: Path, option: str = "--out") -> Path:

@@ -48,7 +48,9 @@ def print_summary(results: dict) -> None:
 
 @app.command("attack")
 def attack_command(
-    attack: str = typer.Option("all", help="Attack(s): relearn, icl, adversarial, gcg, all (or a comma-separated list)."),
+    attack: str = typer.Option("all", "--attack", "--attacks",
+                               help="Attack(s): relearn, icl, adversarial, gcg, quantize, format, all "
+                                    "(or a comma-separated list)."),
     model: Path = typer.Option(..., help="The (unlearned) model directory to attack."),
     world: Path = typer.Option(..., help="World directory (QA items, splits, documents)."),
     forget: Optional[str] = typer.Option(None, help="Forget split whose facts the attacks try to bring back (default: forget10, or a text world's forget split)."),
@@ -61,11 +63,19 @@ def attack_command(
     out: Optional[Path] = typer.Option(None, help="Write the results JSON here (atomically; replaces only an earlier attack JSON)."),
     set_: List[str] = typer.Option([], "--set", help="Attack setting key=value, e.g. relearn.steps=0,5,20 "
                                                      "relearn.lr=5e-4 icl.shots=0,2 gcg.iterations=10 seed=1."),
+    quant_bits: Optional[str] = typer.Option(None, help="quantize: weight bit widths, comma-separated (4, 8; default 8,4)."),
+    formats: Optional[str] = typer.Option(None, help="format: forms to ask in: paraphrase, cloze, mcq, yesno, "
+                                                     "language, or all (the renderable ones; default)."),
     device: Optional[str] = typer.Option(None, help="Device for the models (cpu, cuda, cuda:1); default: cpu."),
     overwrite: OverwriteOption = False,
 ) -> dict:
     """Try to bring forgotten knowledge back: relearning, in-context relearning, adversarial
-    prompts and a GCG suffix, with membership inference after each."""
+    prompts, a GCG suffix, weight quantization and format-shifted questions, with membership
+    inference after each."""
+    import dataclasses
+
+    from obliviate.attacks.format_shift import parse_forms, render_forms
+    from obliviate.attacks.quantize import parse_bits
     from obliviate.attacks.runner import AttackConfig, parse_attack_names, run_attacks, torch_device
     from obliviate.config import apply_overrides, parse_assignments
     from obliviate.io import atomic_write_json
@@ -74,9 +84,20 @@ def attack_command(
 
     names = parse_attack_names(attack)
     config = apply_overrides(AttackConfig(), parse_assignments(set_))
+    if isinstance(quant_bits, str):
+        config = dataclasses.replace(config, quantize=dataclasses.replace(config.quantize, bits=parse_bits(quant_bits)))
+    if isinstance(formats, str):
+        parse_forms(formats)
+        config = dataclasses.replace(config, format=dataclasses.replace(config.format, forms=formats.split(",")))
     loaded_world = load_world(world)
     forget = forget if isinstance(forget, str) else loaded_world.default_forget
     loaded_world.split_sources(forget)  # validates the split name before loading models
+    if "format" in names:   # a form the world cannot render fails before any model is loaded
+        from obliviate.attacks.items import select_items
+
+        targets = select_items(loaded_world, forget, config.kinds)
+        render_forms(*parse_forms(config.format.forms), targets,
+                     {int(s["source_id"]): str(s["name"]) for s in loaded_world.sources}, config.format.seed)
     if out is not None:
         check_json_out(out, ATTACK_KEYS, "an attack results JSON written by obliviate", overwrite)
     torch_dev = torch_device(device)

@@ -34,11 +34,15 @@ def demo_command(
 def bench_command(
     preset: str = typer.Option("tiny", help="World preset."),
     run: Path = typer.Option(Path("runs/bench"), help="Run directory (steps already done are reused)."),
-    seed: int = typer.Option(0, help="World seed."),
+    seed: Optional[int] = typer.Option(None, help="World and model seed (default 0)."),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds, e.g. 0,1,2: one benchmark per seed in "
+                                                   "RUN/seed<k>, and RUN/leaderboard.md with means, 95 % intervals "
+                                                   "and significance vs the retrained model."),
     splits: str = typer.Option("forget01,forget05,forget10", help="Comma-separated forget splits."),
     methods: Optional[str] = typer.Option(None, help="Comma-separated methods (default: every post-hoc method)."),
     sinks: bool = typer.Option(True, "--sinks/--no-sinks", help="Also train a sink model and grade the switch."),
-    attacks: str = typer.Option("relearn,icl,adversarial", help="Attacks run on the forget10 models ('' for none)."),
+    attacks: str = typer.Option("relearn,icl,adversarial,quantize,format",
+                                help="Attacks run on the forget10 models ('' for none)."),
     whp: bool = typer.Option(True, "--whp/--no-whp",
                              help="Saga section: WHP and --saga-methods on the saga vs the model retrained without it."),
     saga_methods: str = typer.Option("grad_diff,npo", help="Comma-separated methods run on the saga next to WHP."),
@@ -49,11 +53,15 @@ def bench_command(
     from obliviate.attacks.runner import parse_attack_names
     from obliviate.methods.registry import get_method
     from obliviate.workflows.bench.leaderboard import DENSE_METHODS, BenchConfig, run_bench
+    from obliviate.workflows.bench.seeds import parse_seeds, run_seeds
     from obliviate.world.loader import FORGET_SPLITS
 
     check_preset(preset)
+    if seeds is not None and seed is not None:
+        raise UserError("give --seed or --seeds, not both")
+    seed_list = parse_seeds(seeds) if seeds is not None else None
     config = BenchConfig(
-        preset=preset, seed=seed,
+        preset=preset, seed=0 if seed is None else seed,
         splits=_names(splits),
         methods=_names(methods) if methods else DENSE_METHODS,
         sinks=sinks, attacks=_names(attacks), progress=True,
@@ -75,5 +83,8 @@ def bench_command(
     if config.whp and config.curve_every < 1:
         raise UserError(f"the familiarity curve needs --curve-every >= 1, got {config.curve_every}")
     check_run_out(run, overwrite)
-    run_bench(run, config, command=f"obliviate bench --preset {preset} --run {run}")
+    if seed_list is not None:
+        run_seeds(run, config, seed_list, command=f"obliviate bench --preset {preset} --run {run} --seeds {seeds}")
+    else:
+        run_bench(run, config, command=f"obliviate bench --preset {preset} --run {run}")
     typer.echo(f"leaderboard -> {run / 'leaderboard.md'} (and leaderboard.json, plots/)")

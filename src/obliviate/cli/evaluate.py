@@ -11,9 +11,9 @@ from obliviate.cli.app import OverwriteOption, app, check_json_out, is_run_dir
 from obliviate.errors import UserError
 
 TABLE_KEYS = (
-    "forget_quality", "model_utility", "forget_truth_ratio", "forget_prob", "forget_rouge",
-    "retain_prob", "retain_rouge", "mia_auc_loss", "privleak", "exact_memorization",
-    "verbmem_rouge", "familiarity_completion", "forget_unique_accuracy", "forget_shared_accuracy",
+    "forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE",
+    "retain_prob", "retain_rouge", "mia_loss", "privleak", "exact_memorization",
+    "verbmem_f", "familiarity_completion", "forget_unique_accuracy", "forget_shared_accuracy",
     "retain_unique_accuracy", "forget_perplexity", "holdout_perplexity",
 )
 # what an evaluation JSON holds (``obliviate.eval.evaluator.evaluate``): eval --out replaces only such a file

@@ -22,35 +22,55 @@ reference) are ``None``, never missing.
   qa[role][qa_id]      kind, avg_nll, prob, truth_ratio, generated, rouge, correct
                        (+ exact_memorization / extraction_strength on forget,
                        normalised_prob on general); role in forget/retain/general/holdout/saga
-  forget_truth_ratio   {qa_id: TR} in forget-item order: what a later run needs as reference
-  mia[forget|holdout]  {qa_id or doc_id: {loss, zlib, mink, minkpp}} (higher = "member")
+  forget_truth_ratio   {qa_id: TR} of every forget item: what a later run needs as reference
+  model_utility        {part: value}: the numbers model utility is the harmonic mean of
+  mia[forget|holdout]  {qa_id or doc_id: {loss, zlib, min_k, min_k_plus_plus, gradnorm,
+                       reference}} (higher = "member")
   documents[role]      {doc_id: {avg_nll, n_tokens}} for role in forget/retain/holdout (perplexity)
   verbmem              {doc_id: {rouge, generated}}
   familiarity          {completion: {prompt_id: {grade, completion}}, probability: {prompt_id: mass}}
   reference            None, or the reference's path, its forget TRs (same ids) and MIA AUCs
 
-Choices where docs/design.md is silent:
+open-unlearning's definitions (docs/design.md, "Metrics", has the table of sources):
+  * QA answers are scored with an EOS appended: probability, truth ratio, LOSS, ZLib and
+    the reference attack include its prediction; Min-K%, Min-K%++, GradNorm, exact
+    memorization and extraction strength do not.
+  * The forget set is every forget item (TOFU's forgetXX_perturbed): forget_quality (KS of
+    truth ratios vs the retain model), forget_truth_ratio, forget_Q_A_Prob / _ROUGE,
+    memorization, KnowMem and MIA (vs every holdout item).
+  * model_utility: harmonic mean of retain (prob, ROUGE-L recall, truth ratio) and, per
+    general group (``utility_group``; TOFU: real_authors, world_facts), the probability
+    normalised over the options, ROUGE-L recall and the truth ratio with the original
+    answer as the true one: 9 numbers on TOFU, 6 on the embedded world.
+  * privleak = ((1 - AUC) - (1 - AUC_retain)) / (1 - AUC_retain) * 100 of Min-K% by
+    default: about -100 for a model that forgot nothing, 0 for the retrained model.
+
+Ours, under their own names: forget_quality_unique / forget_truth_ratio_unique (the
+``forget_kinds`` items, unique facts by default: shared and inferred facts must survive
+and are graded by ``forget_shared_accuracy`` / ``forget_inferred_accuracy``);
+forget_quality_prob (KS of per-item answer probability vs the retain model),
+forget_accuracy_gap and forget_quality_warning (the truth ratio can be fooled when the
+perturbed answers do not share the paraphrase's wording); familiarity.
+
+Choices where open-unlearning is silent:
   * forget = QA of the forget split's sources; retain = the ``retain`` split (as in TOFU,
     the same retain set for every forget size); required, and must be non-empty.
-  * Forgetting metrics (forget quality, forget TR / prob / ROUGE, memorization, KnowMem,
-    MIA) use the forget items of ``forget_kinds`` (unique facts by default) and the
-    holdout items of the same kinds: shared and inferred facts must survive, so they are
-    graded by ``forget_shared_accuracy`` / ``forget_inferred_accuracy`` instead.
-    ``forget_accuracy`` covers every forget item.
   * Model utility needs general items: ``None`` for a world without them.
   * MIA scores the QA answers (question as prompt) of forget vs holdout items; ZLib
     divides the answer's average NLL by the zlib length of the answer text. A world
     without such QA items (a text world, ``obliviate world --from-text``) scores whole
     documents of the forget vs holdout sources instead; ``config.mia_unit`` says which.
+    The reference attack's reference is the retain model (as open-unlearning's
+    ``reference_model_path``), read from its evaluation's per-item LOSS scores.
   * QA is optional per split: a split with documents but no QA items (a text world) gets
     ``None`` for every QA metric and is graded by its documents: VerbMem, MIA and
     ``<role>_perplexity`` = exp(total NLL / total tokens) over (at most
     ``document_max_docs``, evenly spaced) documents of the forget, retain and holdout splits.
-  * PrivLeak compares the Min-K% AUC by default (MUSE), ``privleak_attack`` to change.
-  * KnowMem (MUSE) = ROUGE-L recall of the greedy forget answer against the short key
-    fact (``value``; the answer if absent); ``forget_rouge`` uses the whole answer.
-  * VerbMem: the first ``verbmem_prefix_tokens`` tokens of each forget document are the
-    prompt, the next ``verbmem_max_new_tokens`` the reference continuation.
+  * KnowMem (MUSE) = ROUGE-L recall of the greedy answer against the short key fact
+    (``value``; the answer if absent): knowmem_f on forget, knowmem_r on retain;
+    ``forget_Q_A_ROUGE`` uses the whole answer.
+  * VerbMem (verbmem_f): the first ``verbmem_prefix_tokens`` tokens of each forget
+    document are the prompt, the next ``verbmem_max_new_tokens`` the reference continuation.
   * Greedy answers stop at the first newline (the QA training format continues with the
     next question); ROUGE and accuracy look at that first line.
 """
@@ -61,7 +81,7 @@ import os
 
 from obliviate.eval.config import EvalConfig
 from obliviate.eval.items import choose_items
-from obliviate.eval.passes import generate_texts, scoring_config, scoring_requests
+from obliviate.eval.passes import generate_texts, mia_gradient_norms, scoring_config, scoring_requests
 from obliviate.eval.result import SUMMARY_KEYS, eval_cache_key, json_safe, model_fingerprint_of, result_config
 from obliviate.eval.retain_reference import RetainReference, as_retain_reference, compare_with_reference, load_reference
 from obliviate.eval.scoring import score_continuations
@@ -100,15 +120,18 @@ def evaluate(
     # the two model passes: every teacher-forced score in one engine call, then the greedy texts
     # (bench/bench_scoring.py captures the pairs by patching this module's score_continuations)
     requests = scoring_requests(tokenizer, items, config.chat_template)
-    scores = requests.resolve(score_continuations(model, tokenizer, requests.pairs, scoring_config(config)))
+    scores = requests.resolve(score_continuations(model, tokenizer, requests.pairs, scoring_config(config),
+                                                  requests.eos))
     texts = generate_texts(model, tokenizer, items, config)
+    norms = mia_gradient_norms(model, tokenizer, items, config)
 
-    metrics = metric_sections(items, scores, texts, config)
+    metrics = metric_sections(items, scores, texts, config, norms)
     metrics.per_item["reference"] = None
     if reference is not None:
         summary, metrics.per_item["reference"] = compare_with_reference(
-            reference, metrics.forget_target_ids, metrics.forget_truth_ratios,
-            metrics.summary[f"mia_auc_{config.privleak_attack}"], config.privleak_attack)
+            reference, metrics.forget_ids, metrics.forget_truth_ratios, metrics.forget_target_ids,
+            metrics.summary, metrics.per_item["mia"], metrics.per_item["qa"].get("forget", {}),
+            config.privleak_attack)
         metrics.summary.update(summary)
 
     if model_fingerprint is None:

@@ -96,6 +96,16 @@ def forget_targets(role_items: list[dict], kinds: tuple[str, ...]) -> list[dict]
     return selected or list(role_items)
 
 
+def mia_unit(items: EvalItems) -> str | None:
+    """What membership inference scores: the QA answers where the forget and holdout splits
+    both have some, else whole documents of both, else nothing."""
+    if items.qa["forget"] and items.qa["holdout"]:
+        return "qa"
+    if items.documents["forget"] and items.documents["holdout"]:
+        return "documents"
+    return None
+
+
 def render_question(tokenizer, question: str, chat_template: bool) -> str:
     """The prompt a question is scored and answered after (QA format or the chat template)."""
     if not chat_template:

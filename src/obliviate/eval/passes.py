@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from obliviate.data.format import qa_continuation
 from obliviate.eval.config import EvalConfig
 from obliviate.eval.generation import GreedyConfig, generate_greedy
-from obliviate.eval.items import GENERATED_ROLES, ROLES, EvalItems, render_question
+from obliviate.eval.gradnorm import gradient_norms
+from obliviate.eval.items import GENERATED_ROLES, ROLES, EvalItems, mia_unit, render_question
 from obliviate.eval.metrics.familiarity import term_continuation
 from obliviate.eval.scoring import ScoringConfig, TokenScores
 
@@ -46,13 +47,15 @@ class ScoringRequests:
     """Every (prompt, continuation) pair to score, and where each quantity's pair is."""
 
     pairs: list[tuple[str, str]] = field(default_factory=list)
+    eos: list[bool] = field(default_factory=list)  # per pair: the engine appends EOS (QA answers)
     # role -> qa_id -> (answer, paraphrased answer, [perturbed answers]) indices into pairs
     qa: dict[str, dict[str, tuple[int, int, list[int]]]] = field(default_factory=dict)
     probes: list[list[int]] = field(default_factory=list)
     documents: dict[str, list[int]] = field(default_factory=dict)
 
-    def add(self, prompt: str, continuation: str) -> int:
+    def add(self, prompt: str, continuation: str, eos: bool = False) -> int:
         self.pairs.append((prompt, continuation))
+        self.eos.append(eos)
         return len(self.pairs) - 1
 
     def resolve(self, scores: list[TokenScores]) -> Scores:
@@ -67,16 +70,17 @@ class ScoringRequests:
 
 
 def scoring_requests(tokenizer, items: EvalItems, chat_template: bool) -> ScoringRequests:
-    """QA answers (all roles), probability probes, then whole documents (empty prompt)."""
+    """QA answers (all roles; EOS appended, as open-unlearning scores them), probability
+    probes, then whole documents (empty prompt)."""
     requests = ScoringRequests()
     for role in ROLES:
         requests.qa[role] = {}
         for q in items.qa[role]:
             prompt = render_question(tokenizer, q["question"], chat_template)
             requests.qa[role][str(q["id"])] = (
-                requests.add(prompt, qa_continuation(q["answer"])),
-                requests.add(prompt, qa_continuation(q["paraphrased_answer"])),
-                [requests.add(prompt, qa_continuation(p)) for p in q["perturbed_answers"]],
+                requests.add(prompt, qa_continuation(q["answer"]), eos=True),
+                requests.add(prompt, qa_continuation(q["paraphrased_answer"]), eos=True),
+                [requests.add(prompt, qa_continuation(p), eos=True) for p in q["perturbed_answers"]],
             )
     requests.probes = [[requests.add(p["prompt"], term_continuation(p["prompt"], t)) for t in p["target_terms"]]
                        for p in items.probability_prompts]
@@ -121,3 +125,26 @@ def generate_texts(model, tokenizer, items: EvalItems, config: EvalConfig) -> Ge
         GreedyConfig(max_new_tokens=config.verbmem_max_new_tokens, batch_size=config.batch_size),
     )
     return Generations(answers=by_role, completions=completions, continuations=continuations)
+
+
+def mia_gradient_norms(model, tokenizer, items: EvalItems, config: EvalConfig) -> dict[str, dict[str, float]] | None:
+    """GradNorm of every membership-inference unit (role -> unit id -> norm), the same units
+    and prompts the scoring pass scores; None when switched off or not computable."""
+    unit = mia_unit(items)
+    if not config.mia_gradnorm or unit is None:
+        return None
+    units: dict[str, list[tuple[str, tuple[str, str]]]] = {}
+    for role in ("forget", "holdout"):
+        if unit == "qa":
+            units[role] = [(str(q["id"]), (render_question(tokenizer, q["question"], config.chat_template),
+                                           qa_continuation(q["answer"]))) for q in items.qa[role]]
+        else:
+            units[role] = [(str(d["doc_id"]), ("", str(d["text"]))) for d in items.documents[role]]
+    out: dict[str, dict[str, float]] = {}
+    for role, entries in units.items():
+        norms = gradient_norms(model, tokenizer, [pair for _, pair in entries], config.gradnorm_p,
+                               add_special_tokens=not config.chat_template)
+        if norms is None:
+            return None
+        out[role] = {unit_id: norm for (unit_id, _), norm in zip(entries, norms)}
+    return out

@@ -17,10 +17,10 @@ from obliviate.eval.metrics.mia import ATTACKS
 from obliviate.io import atomic_write_text, atomic_write_with, read_json
 
 REPORT_KEYS = (
-    "forget_quality", "model_utility", "forget_truth_ratio", "forget_prob", "forget_rouge",
+    "forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE",
     "retain_truth_ratio", "retain_prob", "retain_rouge", "general_truth_ratio", "general_prob", "general_rouge",
-    "mia_auc_loss", "mia_auc_zlib", "mia_auc_mink", "mia_auc_minkpp", "privleak",
-    "exact_memorization", "extraction_strength", "verbmem_rouge", "knowmem_rouge",
+    "mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus", "privleak",
+    "exact_memorization", "extraction_strength", "verbmem_f", "knowmem_f",
     "familiarity_completion", "familiarity_probability",
     "forget_unique_accuracy", "forget_shared_accuracy", "forget_inferred_accuracy",
     "retain_unique_accuracy", "retain_shared_accuracy", "retain_inferred_accuracy",
@@ -101,9 +101,11 @@ def plot_mia_roc(name: str, evaluation: dict, path: Path) -> Path | None:
     fig, ax = _figure(5.0, 5.0)
     labels = np.concatenate([np.ones(len(members)), np.zeros(len(nonmembers))])
     for attack in ATTACKS:
+        if not all(attack in r for r in members + nonmembers):  # GradNorm off, no reference
+            continue
         scores = np.array([r[attack] for r in members + nonmembers], dtype=np.float64)
         fpr, tpr, _ = roc_curve(labels, scores)
-        auc = evaluation["summary"].get(f"mia_auc_{attack}")
+        auc = evaluation["summary"].get(f"mia_{attack}")
         ax.plot(fpr, tpr, label=f"{attack} (AUC {auc:.3f})" if auc is not None else attack)
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey")
     ax.set_xlabel("false positive rate (holdout)")

@@ -20,14 +20,18 @@ from obliviate.eval.fingerprint import cache_key, model_dir_fingerprint, model_s
 from obliviate.eval.items import ROLES, EvalItems
 from obliviate.world.loader import World
 
+# open-unlearning's names where it defines the metric (docs/design.md: "Metrics"); ours beside them
 SUMMARY_KEYS = (
     "forget_quality", "model_utility",
-    "forget_truth_ratio", "forget_prob", "forget_rouge",
+    "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE",
     "retain_truth_ratio", "retain_prob", "retain_rouge",
     "general_truth_ratio", "general_prob", "general_rouge",
     "holdout_prob", "saga_prob", "saga_rouge",
-    "mia_auc_loss", "mia_auc_zlib", "mia_auc_mink", "mia_auc_minkpp", "privleak",
-    "exact_memorization", "extraction_strength", "verbmem_rouge", "knowmem_rouge",
+    "mia_loss", "mia_zlib", "mia_min_k", "mia_min_k_plus_plus", "mia_gradnorm", "mia_reference", "privleak",
+    "exact_memorization", "extraction_strength", "verbmem_f", "knowmem_f", "knowmem_r",
+    # ours: forget quality on the unique facts, and the checks that catch a fooled forget quality
+    "forget_quality_unique", "forget_truth_ratio_unique", "forget_quality_prob", "forget_accuracy_gap",
+    "forget_quality_warning",
     "familiarity_completion", "familiarity_probability",
     "forget_perplexity", "retain_perplexity", "holdout_perplexity",
     "forget_accuracy", "forget_unique_accuracy", "forget_shared_accuracy", "forget_inferred_accuracy",
@@ -48,10 +52,16 @@ def model_fingerprint_of(model, model_path: str | os.PathLike | None) -> str:
     return model_state_fingerprint(model)
 
 
+# bumped whenever a metric's definition changes, so a cached evaluation is never reused
+# across definitions (2: open-unlearning parity: EOS, all-item forget set, 9-part utility, ...)
+METRIC_DEFINITIONS = 2
+
+
 def eval_cache_key(model_fingerprint: str, world_fingerprint: str, forget: str, config: EvalConfig) -> str:
     # the package version is part of the key: changed metric code must not reuse old numbers
     return cache_key(model_fingerprint, world_fingerprint, forget,
-                     {**config.metric_dict(), "obliviate_version": obliviate.__version__})
+                     {**config.metric_dict(), "obliviate_version": obliviate.__version__,
+                      "metric_definitions": METRIC_DEFINITIONS})
 
 
 def result_config(*, model_path: str | os.PathLike | None, model_fingerprint: str, world: World, forget: str,

@@ -67,16 +67,38 @@ class TokenScores:
     logprobs: np.ndarray  # [n_tokens] log p(token | prefix)
     argmax_match: np.ndarray  # [n_tokens] bool: the model's argmax equals the token
     minkpp: np.ndarray | None = None  # [n_tokens] (log p - mu) / sigma, mu/sigma under p
+    # the last scored token is the EOS the engine appended (``append_eos``): probability,
+    # truth ratio, LOSS and ZLib include its prediction, Min-K / memorization do not
+    # (open-unlearning's evaluate_probability vs tokenwise_logprobs)
+    eos: bool = False
 
     @property
     def avg_nll(self) -> float:
         return self.nll_sum / self.n_tokens
+
+    @property
+    def content(self) -> slice:
+        """The scored tokens without an appended EOS (at least one token)."""
+        return slice(0, self.n_tokens - 1 if self.eos and self.n_tokens > 1 else self.n_tokens)
+
+    @property
+    def content_logprobs(self) -> np.ndarray:
+        return self.logprobs[self.content]
+
+    @property
+    def content_argmax_match(self) -> np.ndarray:
+        return self.argmax_match[self.content]
+
+    @property
+    def content_minkpp(self) -> np.ndarray | None:
+        return None if self.minkpp is None else self.minkpp[self.content]
 
 
 @dataclass
 class EncodedPair:
     input_ids: list[int]
     start: int  # index of the first continuation token in input_ids (always >= 1)
+    eos: bool = False  # input_ids end with an EOS appended after the continuation
 
 
 def model_device(model) -> torch.device:
@@ -105,9 +127,21 @@ def token_ids(tokenizer, texts: Sequence[str], add_special_tokens: bool = True) 
 
 
 def encode_pairs(
-    tokenizer, pairs: Sequence[tuple[str, str]], max_length: int | None = None, add_special_tokens: bool = True
+    tokenizer, pairs: Sequence[tuple[str, str]], max_length: int | None = None, add_special_tokens: bool = True,
+    append_eos: Sequence[bool] | bool = False,
 ) -> list[EncodedPair]:
-    """Token ids of ``prompt + continuation`` and where the continuation starts."""
+    """Token ids of ``prompt + continuation`` and where the continuation starts.
+
+    ``append_eos`` (one flag per pair, or one for all): the tokenizer's EOS id follows the
+    continuation and is scored with it, as open-unlearning appends EOS to its labels (a
+    model trained on ``<bos> text <eos>`` documents has learned to end the answer there).
+    """
+    flags = [bool(append_eos)] * len(pairs) if isinstance(append_eos, bool) else [bool(f) for f in append_eos]
+    if len(flags) != len(pairs):
+        raise ValueError(f"{len(flags)} append_eos flags for {len(pairs)} pairs")
+    eos_id = tokenizer.eos_token_id
+    if any(flags) and eos_id is None:
+        raise UserError("the tokenizer has no EOS token to append to the scored answers")
     # many pairs share a prompt (an answer, its paraphrase, its perturbations): encode it once
     unique_prompts = list(dict.fromkeys(p for p, _ in pairs))
     prompt_ids = dict(zip(unique_prompts, token_ids(tokenizer, unique_prompts, add_special_tokens)))
@@ -115,6 +149,8 @@ def encode_pairs(
     encoded: list[EncodedPair] = []
     for index, ((prompt, _), whole) in enumerate(zip(pairs, whole_ids)):
         ctx = prompt_ids[prompt]
+        if flags[index]:
+            whole = list(whole) + [int(eos_id)]
         # the first token has no prediction: an empty prompt without BOS starts scoring at 1
         start = max(len(ctx), 1)
         if max_length is not None and len(whole) > max_length:
@@ -124,7 +160,7 @@ def encode_pairs(
         if start >= len(whole):
             raise UserError(f"item {index}: continuation {pairs[index][1]!r} has no tokens to score "
                             f"(prompt {pairs[index][0][:60]!r})")
-        encoded.append(EncodedPair(input_ids=list(whole), start=start))
+        encoded.append(EncodedPair(input_ids=list(whole), start=start, eos=flags[index]))
     return encoded
 
 
@@ -274,8 +310,8 @@ def _selected_logits(model, rows: Sequence[PackedRow], pad_id: int, plan: Forwar
     return logits[batch_rows_t, columns_t - (ids.shape[1] - keep)], targets_t
 
 
-def _row_scores(model, rows: Sequence[PackedRow], pad_id: int, plan: ForwardPlan, config: ScoringConfig
-                ) -> list[tuple[int, TokenScores]]:
+def _row_scores(model, rows: Sequence[PackedRow], pad_id: int, plan: ForwardPlan, config: ScoringConfig,
+                eos_flags: Sequence[bool] = ()) -> list[tuple[int, TokenScores]]:
     """(item index, scores) of every continuation in ``rows``."""
     selected, targets = _selected_logits(model, rows, pad_id, plan, config.padding_side)
     selected = selected.float()
@@ -305,6 +341,7 @@ def _row_scores(model, rows: Sequence[PackedRow], pad_id: int, plan: ForwardPlan
                 logprobs=lp,
                 argmax_match=argmax_match[piece],
                 minkpp=None if minkpp is None else minkpp[piece],
+                eos=bool(eos_flags[index]) if eos_flags else False,
             )))
             cursor += len(continuation)
     return results
@@ -390,19 +427,23 @@ def score_encoded(model, tokenizer, encoded: Sequence[EncodedPair], config: Scor
         # without position ids a left-padded row would start at a position > 0
         config = dataclasses.replace(config, padding_side="right")
     rows = pack_rows(encoded, plan.packed, config.max_row_tokens)
+    eos_flags = [pair.eos for pair in encoded]
     results: list[TokenScores | None] = [None] * len(encoded)
     for indices in length_batches([len(r.input_ids) for r in rows], config.batch_size, config.max_batch_tokens):
-        for index, scores in _row_scores(model, [rows[i] for i in indices], pad_id, plan, config):
+        for index, scores in _row_scores(model, [rows[i] for i in indices], pad_id, plan, config, eos_flags):
             results[index] = scores
     return results  # type: ignore[return-value]
 
 
 def score_continuations(model, tokenizer, pairs: Sequence[tuple[str, str]],
-                        config: ScoringConfig = ScoringConfig()) -> list[TokenScores]:
+                        config: ScoringConfig = ScoringConfig(),
+                        append_eos: Sequence[bool] | bool = False) -> list[TokenScores]:
     """Summed NLL, token count, per-token log-probs and argmax flags of each continuation.
 
     ``pairs`` is a sequence of ``(prompt, continuation)`` strings; results come back in
-    the same order. Runs on whatever device the model is on.
+    the same order. ``append_eos``: see :func:`encode_pairs`. Runs on whatever device the
+    model is on.
     """
-    encoded = encode_pairs(tokenizer, pairs, model_max_length(model, config.max_length), config.add_special_tokens)
+    encoded = encode_pairs(tokenizer, pairs, model_max_length(model, config.max_length), config.add_special_tokens,
+                           append_eos)
     return score_encoded(model, tokenizer, encoded, config)

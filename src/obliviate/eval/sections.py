@@ -25,15 +25,20 @@ import numpy as np
 
 from obliviate.data.format import qa_continuation
 from obliviate.eval.config import EvalConfig
-from obliviate.eval.items import GENERATED_ROLES, KINDS, ROLES, EvalItems
+from obliviate.eval.items import GENERATED_ROLES, KINDS, ROLES, EvalItems, mia_unit
 from obliviate.eval.metrics import familiarity as fam
 from obliviate.eval.metrics import memorization, mia, qa, truth_ratio, utility
 from obliviate.eval.passes import Generations, QAScores, Scores
 from obliviate.eval.result import empty_summary
 from obliviate.eval.scoring import TokenScores
 
-# the six numbers model utility is the harmonic mean of
-UTILITY_KEYS = ("retain_prob", "retain_rouge", "retain_truth_ratio", "general_prob", "general_rouge", "general_truth_ratio")
+# model utility: open-unlearning's TOFU utility (configs/eval/tofu_metrics/model_utility.yaml) is
+# the harmonic mean of retain (answer probability, ROUGE-L recall, truth ratio `true_better`)
+# and, per general group (TOFU: real authors, world facts), the probability normalised over
+# the options, ROUGE-L recall and the truth ratio with the ORIGINAL answer as the true one.
+RETAIN_UTILITY_KEYS = ("retain_prob", "retain_rouge", "retain_truth_ratio")
+# items without a ``utility_group`` (the embedded world's general split: world facts) form one group
+DEFAULT_GENERAL_GROUP = "world_facts"
 
 
 def _mean(values: Iterable[float]) -> float | None:
@@ -47,50 +52,58 @@ class Metrics:
 
     summary: dict[str, Any]
     per_item: dict[str, Any]
-    forget_target_ids: list[str]  # forget items graded for forgetting, in item order
+    forget_ids: list[str]  # every forget item, in item order (open-unlearning's forget set)
     forget_truth_ratios: np.ndarray  # their truth ratios, same order
+    forget_target_ids: list[str]  # the forget items of ``forget_kinds`` (our *_unique variants)
     mia_unit: str | None  # "qa", "documents", or None (no membership inference)
 
 
-def metric_sections(items: EvalItems, scores: Scores, texts: Generations, config: EvalConfig) -> Metrics:
-    """Every metric section; summary keys a section cannot compute stay ``None``."""
+def metric_sections(items: EvalItems, scores: Scores, texts: Generations, config: EvalConfig,
+                    gradient_norms: dict[str, dict[str, float]] | None = None) -> Metrics:
+    """Every metric section; summary keys a section cannot compute stay ``None``.
+    ``gradient_norms`` (role -> unit id -> norm, from :mod:`obliviate.eval.gradnorm`) adds
+    the GradNorm attack to the MIA rows."""
     stemmer = config.rouge_use_stemmer
     summary = empty_summary()
     per_item: dict[str, Any] = {}
 
     # QA per role, then what is computed from the roles' truth ratios and summaries
     role_qa = {role: qa_rows(items.qa[role], scores.qa[role], texts.answers.get(role), stemmer,
-                             normalise=role == "general")
+                             general=role == "general")
                for role in ROLES if items.qa[role]}
     per_item["qa"] = {role: r.rows for role, r in role_qa.items()}
     for role, r in role_qa.items():
-        summary.update(qa_summary(role, r.rows, items.targets.get(role)))
+        summary.update(qa_summary(role, r.rows))
+    forget_ids = [str(q["id"]) for q in items.qa["forget"]]
     target_ids = [str(q["id"]) for q in items.targets["forget"]]
-    forget_trs = np.array([per_item["qa"]["forget"][i]["truth_ratio"] for i in target_ids])
-    summary.update(truth_ratio_summary(forget_trs, role_qa))
-    per_item["forget_truth_ratio"] = {i: float(t) for i, t in zip(target_ids, forget_trs)}
-    summary["model_utility"] = model_utility(summary)
+    forget_trs = np.array([per_item["qa"]["forget"][i]["truth_ratio"] for i in forget_ids])
+    target_trs = np.array([per_item["qa"]["forget"][i]["truth_ratio"] for i in target_ids])
+    summary.update(truth_ratio_summary(forget_trs, target_trs, role_qa))
+    per_item["forget_truth_ratio"] = {i: float(t) for i, t in zip(forget_ids, forget_trs)}
+    per_item["model_utility"] = utility_parts(summary, items.qa["general"], per_item["qa"].get("general", {}))
+    summary["model_utility"] = model_utility(per_item["model_utility"])
 
     # memorization of the forget answers (teacher-forced argmax), KnowMem on the greedy answers
-    memorized = memorization_rows(target_ids, scores.qa["forget"])
+    memorized = memorization_rows(forget_ids, scores.qa["forget"])
     for item_id, row in memorized.items():
         per_item["qa"]["forget"][item_id].update(row)
     summary.update(memorization_summary(memorized))
-    summary["knowmem_rouge"] = knowmem_rouge(items.targets["forget"], texts.answers["forget"], stemmer)
+    summary["knowmem_f"] = knowmem_rouge(items.qa["forget"], texts.answers["forget"], stemmer)
+    summary["knowmem_r"] = knowmem_rouge(items.qa["retain"], texts.answers["retain"], stemmer)
 
-    per_item["mia"], mia_unit = mia_rows(items, scores, config.mink_k)
+    per_item["mia"], mia_unit = mia_rows(items, scores, config.mink_k, gradient_norms)
     summary.update(mia_summary(per_item["mia"]))
 
     per_item["documents"] = document_rows(items.documents, scores.documents)
     summary.update(perplexity_summary(scores.documents))
 
     per_item["verbmem"] = verbmem_rows(items.verbmem, texts.continuations, stemmer)
-    summary["verbmem_rouge"] = _mean(r["rouge"] for r in per_item["verbmem"].values())
+    summary["verbmem_f"] = _mean(r["rouge"] for r in per_item["verbmem"].values())
 
     per_item["familiarity"], familiarity = familiarity_section(items, scores.probes, texts.completions)
     summary.update(familiarity)
-    return Metrics(summary=summary, per_item=per_item, forget_target_ids=target_ids,
-                   forget_truth_ratios=forget_trs, mia_unit=mia_unit)
+    return Metrics(summary=summary, per_item=per_item, forget_ids=forget_ids, forget_truth_ratios=forget_trs,
+                   forget_target_ids=target_ids, mia_unit=mia_unit)
 
 
 # ---- QA ------------------------------------------------------------------------------------
@@ -103,14 +116,18 @@ class RoleQA:
 
 
 def qa_rows(role_items: list[dict], role_scores: dict[str, QAScores], answers: dict[str, str] | None,
-            use_stemmer: bool, normalise: bool = False) -> RoleQA:
-    """Per item: kind, avg_nll, prob, truth_ratio; with ``answers``: generated, rouge, correct;
-    with ``normalise`` (general items): normalised_prob."""
+            use_stemmer: bool, general: bool = False) -> RoleQA:
+    """Per item: kind, avg_nll, prob, truth_ratio; with ``answers``: generated, rouge, correct.
+
+    The truth ratio compares the perturbed answers with the paraphrased answer (TOFU's
+    forget and retain sets) or, for ``general`` items, with the original answer (TOFU's
+    real-authors and world-facts sets); ``general`` items also get ``normalised_prob``."""
     ids = [str(q["id"]) for q in role_items]
     item_scores = [role_scores[i] for i in ids]
     avg_nll = np.array([s.answer.avg_nll for s in item_scores])
     perturbed = [[p.avg_nll for p in s.perturbed] for s in item_scores]
-    tr = truth_ratio.truth_ratio([s.paraphrased.avg_nll for s in item_scores], perturbed)
+    true_nll = avg_nll if general else [s.paraphrased.avg_nll for s in item_scores]
+    tr = truth_ratio.truth_ratio(true_nll, perturbed)
     rows: dict[str, dict[str, Any]] = {}
     for index, (q, item_id) in enumerate(zip(role_items, ids)):
         row: dict[str, Any] = {"kind": q["kind"], "avg_nll": float(avg_nll[index]),
@@ -121,19 +138,20 @@ def qa_rows(role_items: list[dict], role_scores: dict[str, QAScores], answers: d
             row["rouge"] = qa.rouge_l_recall(qa.first_line(text), q["answer"], use_stemmer)
             row["correct"] = qa.contains_answer(text, qa.answer_value(q))
         rows[item_id] = row
-    if normalise:
+    if general:
         for item_id, value in zip(ids, utility.normalised_prob(avg_nll, perturbed)):
             rows[item_id]["normalised_prob"] = float(value)
     return RoleQA(rows=rows, truth_ratios=tr)
 
 
-def qa_summary(role: str, rows: dict[str, dict[str, Any]], targets: list[dict] | None) -> dict[str, float | None]:
-    """``<role>_prob`` / ``_rouge`` over ``targets`` (all rows if None), ``<role>_accuracy`` over
-    all rows, per-kind accuracies of forget and retain; general prob is the normalised one."""
-    summed = [rows[str(q["id"])] for q in targets] if targets is not None else list(rows.values())
-    out = {f"{role}_prob": _mean(r["prob"] for r in summed)}
+def qa_summary(role: str, rows: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """Over every item of the role: ``<role>_prob`` / ``_rouge`` (the forget ones under
+    open-unlearning's names ``forget_Q_A_Prob`` / ``forget_Q_A_ROUGE``), ``<role>_accuracy``,
+    per-kind accuracies of forget and retain; general prob is the normalised one."""
+    prob_key, rouge_key = ("forget_Q_A_Prob", "forget_Q_A_ROUGE") if role == "forget" else (f"{role}_prob", f"{role}_rouge")
+    out = {prob_key: _mean(r["prob"] for r in rows.values())}
     if role in GENERATED_ROLES:
-        out[f"{role}_rouge"] = _mean(r["rouge"] for r in summed)
+        out[rouge_key] = _mean(r["rouge"] for r in rows.values())
         out[f"{role}_accuracy"] = _mean(float(r["correct"]) for r in rows.values())
     if role in ("forget", "retain"):
         for kind in KINDS:
@@ -143,31 +161,54 @@ def qa_summary(role: str, rows: dict[str, dict[str, Any]], targets: list[dict] |
     return out
 
 
-def truth_ratio_summary(forget_trs: np.ndarray, role_qa: dict[str, RoleQA]) -> dict[str, float]:
-    """Forget TR over the forget targets; retain and general TRs over all their items."""
+def truth_ratio_summary(forget_trs: np.ndarray, target_trs: np.ndarray, role_qa: dict[str, RoleQA]
+                        ) -> dict[str, float]:
+    """Forget TR (``closer_to_1_better``) over all forget items and over the forget targets
+    (``_unique``); retain and general TRs (``true_better``) over all their items."""
     out = {}
     if forget_trs.size:
         out["forget_truth_ratio"] = truth_ratio.forget_truth_ratio(forget_trs)
+    if target_trs.size:
+        out["forget_truth_ratio_unique"] = truth_ratio.forget_truth_ratio(target_trs)
     for role in ("retain", "general"):
         if role in role_qa:
             out[f"{role}_truth_ratio"] = truth_ratio.retain_truth_ratio(role_qa[role].truth_ratios)
     return out
 
 
-def model_utility(summary: dict[str, Any]) -> float | None:
-    """Harmonic mean of the six retain / general numbers; None without general items."""
-    parts = [summary[k] for k in UTILITY_KEYS]
-    return utility.harmonic_mean(parts) if all(p is not None for p in parts) else None
+def utility_parts(summary: dict[str, Any], general_items: list[dict], general_rows: dict[str, dict[str, Any]]
+                  ) -> dict[str, float | None]:
+    """The numbers model utility is the harmonic mean of: retain's three, then three per
+    general group (``<group>_prob`` normalised, ``_rouge``, ``_truth_ratio``). Nine with
+    TOFU's real authors and world facts; six on the embedded world (one general group)."""
+    parts: dict[str, float | None] = {key: summary[key] for key in RETAIN_UTILITY_KEYS}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for q in general_items:
+        groups.setdefault(str(q.get("utility_group") or DEFAULT_GENERAL_GROUP), []).append(general_rows[str(q["id"])])
+    for group, rows in groups.items():
+        parts[f"{group}_prob"] = _mean(r["normalised_prob"] for r in rows)
+        parts[f"{group}_rouge"] = _mean(r["rouge"] for r in rows if "rouge" in r)
+        parts[f"{group}_truth_ratio"] = truth_ratio.retain_truth_ratio([r["truth_ratio"] for r in rows])
+    return parts
+
+
+def model_utility(parts: dict[str, float | None]) -> float | None:
+    """Harmonic mean of the utility parts; None without general items or with a part missing."""
+    values = list(parts.values())
+    if len(values) <= len(RETAIN_UTILITY_KEYS) or any(v is None for v in values):
+        return None
+    return utility.harmonic_mean(values)
 
 
 # ---- memorization --------------------------------------------------------------------------
 
 
-def memorization_rows(target_ids: list[str], forget_scores: dict[str, QAScores]) -> dict[str, dict[str, float]]:
-    """Exact memorization and extraction strength of each forget target's answer."""
+def memorization_rows(forget_ids: list[str], forget_scores: dict[str, QAScores]) -> dict[str, dict[str, float]]:
+    """Exact memorization and extraction strength of each forget answer (its tokens without
+    the appended EOS, as open-unlearning's tokenwise_vocab_logprobs drops it)."""
     rows = {}
-    for item_id in target_ids:
-        flags = forget_scores[item_id].answer.argmax_match
+    for item_id in forget_ids:
+        flags = forget_scores[item_id].answer.content_argmax_match
         rows[item_id] = {"exact_memorization": memorization.exact_memorization(flags),
                          "extraction_strength": memorization.extraction_strength(flags)}
     return rows
@@ -177,41 +218,48 @@ def memorization_summary(rows: dict[str, dict[str, float]]) -> dict[str, float |
     return {key: _mean(r[key] for r in rows.values()) for key in ("exact_memorization", "extraction_strength")}
 
 
-def knowmem_rouge(targets: list[dict], answers: dict[str, str], use_stemmer: bool) -> float | None:
+def knowmem_rouge(role_items: list[dict], answers: dict[str, str], use_stemmer: bool) -> float | None:
     """KnowMem (MUSE): ROUGE-L recall of the greedy answer against the short key fact."""
     return _mean(qa.rouge_l_recall(qa.first_line(answers[str(q["id"])]), qa.answer_value(q), use_stemmer)
-                 for q in targets)
+                 for q in role_items)
 
 
 # ---- membership inference ------------------------------------------------------------------
 
 
-def mia_rows(items: EvalItems, scores: Scores, mink_k: float) -> tuple[dict[str, dict[str, dict[str, float]]], str | None]:
-    """Attack scores of members (forget) and non-members (holdout), and the unit scored:
-    the QA answers of the targets where both sides have some, else whole documents."""
+def mia_rows(items: EvalItems, scores: Scores, mink_k: float,
+             gradient_norms: dict[str, dict[str, float]] | None = None
+             ) -> tuple[dict[str, dict[str, dict[str, float]]], str | None]:
+    """Attack scores of members (forget) and non-members (holdout), and the unit scored
+    (:func:`~obliviate.eval.items.mia_unit`): every forget and holdout QA answer, as
+    open-unlearning's TOFU MIA does, else whole documents. GradNorm where ``gradient_norms``
+    has the unit; the reference-based score is added by the retain comparison."""
     rows: dict[str, dict[str, dict[str, float]]] = {"forget": {}, "holdout": {}}
-    if items.targets["forget"] and items.targets["holdout"]:
-        for role in ("forget", "holdout"):
-            for q in items.targets[role]:
-                s = scores.qa[role][str(q["id"])].answer
-                rows[role][str(q["id"])] = mia.attack_scores(s.avg_nll, qa_continuation(q["answer"]), s.logprobs,
-                                                            s.minkpp, mink_k)
-        return rows, "qa"
-    if items.documents["forget"] and items.documents["holdout"]:
-        for role in ("forget", "holdout"):
-            for doc, s in zip(items.documents[role], scores.documents[role]):
-                rows[role][str(doc["doc_id"])] = mia.attack_scores(s.avg_nll, str(doc["text"]), s.logprobs,
-                                                                  s.minkpp, mink_k)
-        return rows, "documents"
-    return rows, None
+    unit = mia_unit(items)
+    for role in ("forget", "holdout"):
+        if unit == "qa":
+            scored = [(str(q["id"]), qa_continuation(q["answer"]), scores.qa[role][str(q["id"])].answer)
+                      for q in items.qa[role]]
+        elif unit == "documents":
+            scored = [(str(d["doc_id"]), str(d["text"]), s) for d, s in zip(items.documents[role], scores.documents[role])]
+        else:
+            scored = []
+        for unit_id, text, s in scored:
+            row = mia.attack_scores(s.avg_nll, text, s.content_logprobs, s.content_minkpp, mink_k)
+            norm = (gradient_norms or {}).get(role, {}).get(unit_id)
+            if norm is not None:
+                row["gradnorm"] = mia.gradnorm_score(norm)
+            rows[role][unit_id] = row
+    return rows, unit
 
 
 def mia_summary(rows: dict[str, dict[str, dict[str, float]]]) -> dict[str, float | None]:
-    """``mia_auc_<attack>`` of forget vs holdout; None without both."""
+    """``mia_<attack>`` (open-unlearning's names: the AUC of forget vs holdout); None
+    without both sides or for an attack that did not score every item."""
     aucs: dict[str, float | None] = {name: None for name in mia.ATTACKS}
     if rows["forget"] and rows["holdout"]:
         aucs = mia.attack_aucs(list(rows["forget"].values()), list(rows["holdout"].values()))
-    return {f"mia_auc_{name}": value for name, value in aucs.items()}
+    return {f"mia_{name}": value for name, value in aucs.items()}
 
 
 # ---- documents, verbatim memorization ------------------------------------------------------

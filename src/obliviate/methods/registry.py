@@ -82,6 +82,17 @@ _METHOD_MODULES = (
     "obliviate.methods.switch",
     "obliviate.methods.icul",
     "obliviate.methods.dememorize",
+    # open-unlearning's other methods
+    "obliviate.methods.undial",
+    "obliviate.methods.altpo",
+    "obliviate.methods.satimp",
+    "obliviate.methods.wga",
+    "obliviate.methods.ce_u",
+    "obliviate.methods.pdu",
+    # built to resist relearning
+    "obliviate.methods.undo",
+    "obliviate.methods.sam",
+    "obliviate.methods.repnoise",
 )
 
 

@@ -60,6 +60,14 @@ class UnlearnConfig:
     lora_target_modules: list[str] | None = None
 
 
+def check_non_negative(config, names: tuple[str, ...]) -> None:
+    """Raise ``UserError`` for a coefficient of ``config`` that is negative (or not a number)."""
+    for name in names:
+        value = getattr(config, name)
+        if not value >= 0:   # also catches NaN
+            raise UserError(f"{name} must be >= 0, got {value}")
+
+
 def validate_config(config: UnlearnConfig, retain_losses: tuple[str, ...] = RETAIN_LOSSES) -> None:
     checks = [
         (config.retain_loss in retain_losses, f"retain_loss must be one of {', '.join(retain_losses)}, got {config.retain_loss!r}"),

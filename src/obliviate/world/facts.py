@@ -54,14 +54,20 @@ def choose_wrong(rng: random.Random, pool: Sequence[str], value: str, k: int = 5
 
 
 def qa_item(item_id: str, source_id: int, kind: str, template: FactTemplate, slots: Mapping[str, str],
-            value: str, wrong_values: Sequence[str], split: str | None = None) -> dict:
-    """One QA row in the docs/design.md schema (``split`` may be filled in once splits are drawn)."""
+            value: str, wrong_values: Sequence[str], split: str | None = None, perturb_answer: bool = False) -> dict:
+    """One QA row in the docs/design.md schema (``split`` may be filled in once splits are drawn).
+
+    The perturbed answers follow the paraphrase's wording (TOFU's forget / retain sets, whose
+    truth ratio compares them with the paraphrase) or, with ``perturb_answer``, the answer's
+    (TOFU's real-authors / world-facts sets, compared with the original answer): either way
+    the truth ratio then measures the fact, not the wording."""
     answer = fill(template.answer, slots, value)
     if answer.count(value) != 1:
         raise ValueError(f"QA {item_id}: value {value!r} must occur exactly once in {answer!r}")
     paraphrase = fill(template.paraphrase, slots, value)
-    perturbed = [fill(template.paraphrase, slots, wrong) for wrong in wrong_values]
-    if len(set(perturbed)) != len(perturbed) or paraphrase in perturbed:
+    wording = template.answer if perturb_answer else template.paraphrase
+    perturbed = [fill(wording, slots, wrong) for wrong in wrong_values]
+    if len(set(perturbed)) != len(perturbed) or paraphrase in perturbed or answer in perturbed:
         raise ValueError(f"QA {item_id}: perturbed answers must be distinct and wrong")
     return {
         "id": item_id,

@@ -118,7 +118,7 @@ def general_sources(rng: random.Random, countries: list[Country], source_ids: li
             statements[holder].append(fill(phrasing, fact.slots, fact.value))
         sources[holders[0]].qa.append(qa_item(fact.item_id, source_ids[holders[0]], "shared", fact.template,
                                               fact.slots, fact.value, choose_wrong(rng, fact.wrong_pool, fact.value),
-                                              split="general"))
+                                              split="general", perturb_answer=True))
     for source, lines in zip(sources, statements):
         rng.shuffle(lines)
         for start in range(0, len(lines), max_facts_per_doc):

@@ -29,7 +29,11 @@ from obliviate.world.classification import generate_classification
 from obliviate.world.names import NameForge
 from obliviate.world.saga import SagaSize
 
-WORLD_VERSION = 1
+# 2: general-split perturbed answers follow the answer's wording (their truth ratio compares
+# against the original answer, as TOFU's real-authors / world-facts sets); micro has 8 facts per author
+WORLD_VERSION = 2
+# the random streams' version: kept when the content changes so that a world's draws stay the same
+RNG_VERSION = 1
 FORGET_FRACTIONS = (("forget01", 0.01), ("forget05", 0.05), ("forget10", 0.10))
 
 
@@ -59,7 +63,9 @@ class WorldPreset:
 
 
 WORLD_PRESETS: dict[str, WorldPreset] = {
-    "micro": WorldPreset(),
+    # 8 unique facts per author: forget10 then has 24 items (16 unique), enough for the KS test of
+    # forget quality over every forget item to tell the full model from the retrained one
+    "micro": WorldPreset(facts_per_author=8),
     # sized so that the demo (two trainings, evaluations, unlearning) fits in ~10 minutes on 2 CPU cores
     "tiny": WorldPreset(trained_authors=50, holdout_authors=10, facts_per_author=6, bio_rounds=2, countries=6,
                         general_sources=6, general_repeats=3, stories_per_general=2, story_sentences=8,
@@ -137,7 +143,7 @@ def _checked_preset(preset: str, seed: int) -> WorldPreset:
 
 def _stream(preset: str, seed: int, part: str) -> random.Random:
     """The random stream of one world component, seeded by a string (stable across runs)."""
-    return random.Random(f"obliviate-world/v{WORLD_VERSION}/{preset}/{seed}/{part}")
+    return random.Random(f"obliviate-world/v{RNG_VERSION}/{preset}/{seed}/{part}")
 
 
 @dataclass

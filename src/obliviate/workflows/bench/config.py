@@ -17,7 +17,7 @@ class BenchConfig:
     splits: tuple[str, ...] = ("forget01", "forget05", "forget10")
     methods: tuple[str, ...] = DENSE_METHODS
     sinks: bool = True                   # train a sink model and grade the switch
-    attacks: tuple[str, ...] = ("relearn", "icl", "adversarial")
+    attacks: tuple[str, ...] = ("relearn", "icl", "adversarial", "quantize", "format")
     attack_split: str = "forget10"       # attacks are run on this split's unlearned models
     whp: bool = True                     # saga section: WHP + saga_methods vs the saga-free retrain
     saga_methods: tuple[str, ...] = SAGA_METHODS

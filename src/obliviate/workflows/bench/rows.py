@@ -8,17 +8,22 @@ from obliviate.train.trainer import TrainResult
 
 COLUMNS = (
     ("forget_quality", "FQ"), ("model_utility", "MU"), ("forget_truth_ratio", "forget TR"),
-    ("mia_auc_mink", "MIA AUC"), ("privleak", "PrivLeak"), ("forget_unique_accuracy", "forget uniq acc"),
+    ("mia_min_k", "MIA AUC"), ("privleak", "PrivLeak"), ("forget_unique_accuracy", "forget uniq acc"),
     ("forget_shared_accuracy", "forget shared acc"), ("retain_unique_accuracy", "retain uniq acc"),
 )
-# also kept in every row of the JSON (the saga section's columns)
-EXTRA_KEYS = ("retain_truth_ratio", "general_truth_ratio", "familiarity_completion", "familiarity_probability")
+# also kept in every row of the JSON (the saga section's columns, our forget-quality checks, the other MIAs)
+EXTRA_KEYS = ("retain_truth_ratio", "general_truth_ratio", "familiarity_completion", "familiarity_probability",
+              "forget_quality_unique", "forget_quality_prob", "forget_accuracy_gap", "forget_quality_warning",
+              "forget_Q_A_Prob", "extraction_strength", "mia_loss", "mia_gradnorm", "mia_reference")
 
 ATTACK_COLUMNS = (
     ("relearn_accuracy_before", "relearn: acc before"), ("relearn_accuracy_after", "relearn: acc after"),
     ("relearn_gap_accuracy", "relearning gap"), ("icl_accuracy_zero_shot", "ICL: 0 shots"),
     ("icl_accuracy", "ICL: with shots"), ("adversarial_plain_accuracy", "adversarial: plain"),
     ("adversarial_any_accuracy", "adversarial: any form"), ("gcg_prob_with", "GCG: prob with suffix"),
+    ("quantize_forget_unique_accuracy_8", "8-bit: forget uniq acc"),
+    ("quantize_forget_unique_accuracy_4", "4-bit: forget uniq acc"),
+    ("format_worst_forget_accuracy", "format shift: worst form acc"),
 )
 
 
@@ -57,8 +62,25 @@ def table(header: str, heads: list[str], body: list[list[str]]) -> list[str]:
     return lines
 
 
+# marks a forget quality that its two checks contradict (rows[...]["forget_quality_warning"])
+WARNING_MARK = " (!)"
+
+
 def cells(row: dict, keys) -> list[str]:
-    return [format_metric(row.get(k)) for k in keys]
+    out = [format_metric(row.get(k)) for k in keys]
+    if row.get("forget_quality_warning") and "forget_quality" in keys:
+        out[list(keys).index("forget_quality")] += WARNING_MARK
+    return out
+
+
+def warning_lines(rows: list[dict]) -> list[str]:
+    """One line per row whose forget quality its checks contradict (KS on answer probability,
+    exact-answer accuracy gap vs the retrained model)."""
+    warned = [r for r in rows if r.get("forget_quality_warning")]
+    if not warned:
+        return []
+    return [f"{WARNING_MARK.strip()} forget quality contradicted by its checks:", ""] + \
+        [f"- {r['method']} ({r['split']}): {r['forget_quality_warning']}" for r in warned] + [""]
 
 
 def flat_summary(summary: dict, prefix: str = "") -> dict:

@@ -103,7 +103,8 @@ def test_pick_metrics_and_summary_keys():
     flat = quantize_summary(result)
     assert flat["quantize_forget_accuracy_unquantized"] == 0.1 and flat["quantize_forget_accuracy_4"] == 0.6
     assert flat["quantize_retain_model_forget_accuracy_4"] == 0.05 and flat["quantize_forget_quality_8"] is None
-    assert list(flat)[:6] == ["quantize_forget_accuracy_unquantized", "quantize_retain_accuracy_unquantized",
+    assert list(flat)[:7] == ["quantize_forget_accuracy_unquantized", "quantize_forget_unique_accuracy_unquantized",
+                              "quantize_retain_accuracy_unquantized",
                               "quantize_forget_truth_ratio_unquantized", "quantize_forget_quality_unquantized",
                               "quantize_mia_loss_unquantized", "quantize_retain_model_forget_accuracy_unquantized"]
 

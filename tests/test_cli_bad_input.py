@@ -223,6 +223,13 @@ CASES = [
     case("demo", "--preset", "micro", "--run", "{user_dir}", error="is a non-empty directory that is not an obliviate run"),
     case("demo", "--preset", "micro", "--run", "{user_file}", error="exists and is not a directory"),
     case("demo", "--preset", "huge", "--run", "{tmp}/d", error="unknown preset 'huge'"),
+    # serve / certificate
+    case("serve", "--model", "{missing}", error="model path does not exist"),
+    case("serve", "--model", "{user_dir}", error="is not a Hugging Face model directory (no config.json)"),
+    case("serve", M, "--max-batch", "0", error="--max-batch and --max-body-bytes must be positive"),
+    case("serve", M, "--world", "{missing}", error="--world path does not exist"),
+    case("certificate", "del-1", "--ledger", "{missing}", error="ledger not found"),
+    case("certificate", "del-1", "--ledger", "{user_file}", error="is not an obliviate ledger"),
     # methods, and usage mistakes Click finds
     case("methods", "--verbose", error="No such option: --verbose"),
     case("methods", "extra", error="unexpected extra argument"),

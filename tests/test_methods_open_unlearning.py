@@ -259,9 +259,9 @@ def test_method_forgets_on_micro(method, micro_run, full_accuracy, tmp_path):
     if method == "pdu":
         check_dual_trajectory(result["history"], config)
     if method == "altpo":
-        # micro's forget10: 18 questions; 8 have no same-attribute value left once the true and
-        # the perturbed answers' values are excluded (small pools), 43 alternates from the world
-        assert result["report"]["alternates"] == {"file": 0, "world": 43, "refusal": 8}
+        # micro's forget10 (world v2): 24 questions; 6 have no same-attribute value left once the
+        # true and the perturbed answers' values are excluded (small pools), 75 alternates from the world (up to 5 each)
+        assert result["report"]["alternates"] == {"file": 0, "world": 75, "refusal": 6}
 
 
 def check_dual_trajectory(history: list[dict], config: PDUConfig) -> None:

@@ -103,7 +103,7 @@ def test_refuses_to_overwrite_a_directory_that_is_not_a_world(tmp_path):
 def test_load_world_reads_the_result(world, micro):
     spec = WORLD_PRESETS["micro"]
     assert world.manifest["name"] == "embedded" and world.manifest["preset"] == "micro"
-    assert world.manifest["seed"] == 0 and world.manifest["version"] == 1
+    assert world.manifest["seed"] == 0 and world.manifest["version"] == 2
     counts = world.manifest["counts"]
     assert counts["documents"] == len(world.corpus)
     assert counts["qa"] == len(world.qa)
@@ -142,9 +142,11 @@ def _check_qa_schema(qa: list[dict], splits: dict[str, list[int]]) -> None:
         # values may be capitalised at the start of a sentence: compare case-insensitively
         paraphrase, value, perturbed = paraphrase.casefold(), value.casefold(), [w.casefold() for w in perturbed]
         assert paraphrase != answer.casefold() and paraphrase.count(value) == 1
-        # same template as the paraphrase: only the value changes
-        start = paraphrase.index(value)
-        prefix, suffix = paraphrase[:start], paraphrase[start + len(value):]
+        # same template as the paraphrase (the general split: as the answer, which its truth
+        # ratio compares them with, as in TOFU's world facts): only the value changes
+        wording = answer.casefold() if q["split"] == "general" else paraphrase
+        start = wording.index(value)
+        prefix, suffix = wording[:start], wording[start + len(value):]
         for wrong in perturbed:
             assert wrong.startswith(prefix) and wrong.endswith(suffix), (answer, wrong)
             wrong_value = wrong[len(prefix):len(wrong) - len(suffix)]

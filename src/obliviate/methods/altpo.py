@@ -91,9 +91,9 @@ def load_alternates(path: str) -> dict[str, list[str]]:
 class AltPOConfig(UnlearnConfig):
     # open-unlearning (configs/trainer/DPO.yaml, community/methods/AltPO/run.sh): beta 0.1,
     # alpha 1, gamma 1, 2 epochs, its grid lr {1e-5, 2e-5, 5e-5} x beta {0.05, 0.1, 0.5} x
-    # alpha {1, 2, 5}. Micro, forget/retain unique accuracy from 1.00/0.97: retain_weight 1:
-    # 1e-3 x 40 -> 0.00/0.64, 5e-4 x 80 -> 0.00/0.90; retain_weight 2: 1e-3 x 40 -> 0.00/0.80,
-    # 1e-3 x 80 -> 0.00/0.97, 5e-4 x 80 -> 0.00/0.95; retain_weight 5: 1e-3 x 40 -> 0.00/0.86.
+    # alpha {1, 2, 5}. Micro (world v2), forget/retain unique accuracy from 1.00/0.96:
+    # 1e-3 x 80: retain_weight 2 -> 0.00/0.85, 5 -> 0.00/0.91; 5e-4 x 80 (weight 2) -> 0.00/0.80,
+    # 5e-4 x 120 -> 0.00/0.91. (World v1, from 1.00/0.97: weight 1, 1e-3 x 40 -> 0.00/0.64.)
     lr: float = 1e-3
     max_steps: int = 80
     beta: float = 0.1
@@ -101,7 +101,7 @@ class AltPOConfig(UnlearnConfig):
     alternates_path: str | None = None
     forget_weight: float = 1.0      # open-unlearning's gamma
     retain_loss: str = "nll"
-    retain_weight: float = 2.0      # open-unlearning's alpha
+    retain_weight: float = 5.0      # open-unlearning's alpha (its grid's largest)
 
     def __post_init__(self):
         if not self.beta > 0:

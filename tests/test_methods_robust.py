@@ -199,11 +199,11 @@ def test_bad_settings_on_the_command_line(micro_run, cli, tmp_path, method, sett
 
 # method -> (overrides, minimum retain unique accuracy). Measured on micro with these
 # settings on the world-version-2 micro world, seed 0 (full model: forget 1.00, retain 0.96):
-#   undo      forget 0.00, retain 0.84
+#   undo      forget 0.06, retain 0.88 (alpha 0.1; 0.3 gave 0.84)
 #   sam       forget 0.06, retain 0.93
 #   repnoise  forget 0.00, retain 0.83 (seeds 1, 4: 0.82, 0.77)
 MICRO = {
-    "undo": ({}, 0.5),
+    "undo": ({}, 0.75),
     "sam": ({}, 0.8),
     "repnoise": ({}, 0.7),
 }

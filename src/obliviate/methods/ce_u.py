@@ -42,9 +42,10 @@ class CEUConfig(UnlearnConfig):
     # ignore_first_n_answer_tokens 1, no retain term. Micro, forget/retain unique accuracy
     # from 1.00/0.97: without retain data the model collapses (1e-3 x 40 -> 0.00/0.00,
     # 1e-4 x 40 -> 0.10/0.33); with the retain NLL (world v2, from 1.00/0.96): 1e-3 x 40 ->
-    # 0.00/0.84, 5e-4 -> 0.00/0.87, 3e-4 -> 0.00/0.90.
-    lr: float = 3e-4
-    max_steps: int = 40
+    # 0.00/0.84, 5e-4 -> 0.00/0.87, 3e-4 -> 0.00/0.90, 1e-3 x 80 -> 0.00/0.91. Tiny sweep
+    # (docs/sweep-new-methods.md): 1e-3 x 80 is the only setting keeping retain >= 0.9 (0.98).
+    lr: float = 1e-3
+    max_steps: int = 80
     ignore_first_n_answer_tokens: int = 1
     forget_weight: float = 1.0
     retain_loss: str = "nll"        # open-unlearning's has none ("none"): see above

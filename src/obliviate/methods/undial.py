@@ -42,8 +42,10 @@ class UNDIALConfig(UnlearnConfig):
     # alpha 0 (no retain term, as in the paper); its community run.sh sweeps alpha {1, 2, 5}.
     # Micro, forget/retain unique accuracy from 1.00/0.97: without retain data the model
     # collapses (1e-3 x 80 -> 0.00/0.10; 1e-4 x 80 -> 0.00/0.36, x 200 -> 0.00/0.28); with
-    # retain_weight 1: 1e-3 x 40 -> 0.00/0.91, 1e-3 x 80 -> 0.00/0.99.
-    lr: float = 1e-3
+    # retain_weight 1: 1e-3 x 40 -> 0.00/0.91, 1e-3 x 80 -> 0.00/0.99. Tiny sweep
+    # (docs/sweep-new-methods.md): 2e-3 x 80, relearn gap 0.09 (1e-3 x 80: 0.16); micro (world v2,
+    # from 1.00/0.96): 2e-3 x 80 -> 0.19/0.91.
+    lr: float = 2e-3
     max_steps: int = 80
     beta: float = 10.0              # logit penalty on the true token
     forget_weight: float = 1.0      # open-unlearning's gamma

@@ -46,7 +46,9 @@ class UNDOConfig:
     # facts there (GradDiff's teacher keeps ~0.6 of them, and the student can only copy it)
     base: str = "npo"                    # the unlearning method whose model is the teacher
     base_set: list[str] = field(default_factory=list)   # its settings, "key=value" (like --set)
-    alpha: float = 0.3                   # share of noise mixed into the weights, in [0, 1]
+    # share of noise mixed into the weights, in [0, 1]. Tiny sweep (docs/sweep-new-methods.md):
+    # 0.1 keeps retain 0.93 (0.3: 0.89, 0.5: 0.41); micro (world v2): 0.1 -> forget 0.06, retain 0.88
+    alpha: float = 0.1
     beta: float = 0.1                    # scale of the noise (the paper's default)
     distill_data: str = "both"           # "qa": retain QA items; "docs": retain (+ general) documents; "both"
     distill_general: bool = True         # add the world's trained general-knowledge documents

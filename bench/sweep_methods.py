@@ -37,11 +37,13 @@ GRID = {
     "repnoise": {"lr": ["5e-4", "1e-3", "2e-3"], "max_steps": ["40", "60"]},
     "undo": {"alpha": ["0.1", "0.3", "0.5"]},   # its base method (npo) keeps its own tuned settings
 }
+# the choice rule's bars, recorded in the JSON beside the rows they were applied to
+BARS = {"utility_share": 0.95, "retain_unique_accuracy": 0.9, "forget_unique_accuracy": 0.2}
 KEYS = ("forget_quality", "forget_quality_unique", "model_utility", "forget_unique_accuracy",
         "forget_shared_accuracy", "retain_unique_accuracy")
-RETAIN_ACCURACY_BAR = 0.9   # a default must keep retained unique facts
-FORGET_ACCURACY_BAR = 0.2   # ... and forget the forget split's unique facts
-UTILITY_BAR = 0.95          # ... and this share of the full model's utility
+RETAIN_ACCURACY_BAR = BARS["retain_unique_accuracy"]   # a default must keep retained unique facts
+FORGET_ACCURACY_BAR = BARS["forget_unique_accuracy"]   # ... and forget the forget split's unique facts
+UTILITY_BAR = BARS["utility_share"]                    # ... and this share of the full model's utility
 
 
 def relearn_curve(model, tokenizer, world, forget: str) -> list[dict]:
@@ -68,9 +70,21 @@ def choose(rows: list[dict], full_summary: dict) -> dict | None:
     return min(keeping, key=lambda r: (gap(r), -r["forget_quality"]), default=None)
 
 
+def choose_per_method(rows: list[dict], full_summary: dict) -> dict[str, dict]:
+    """``choose`` for each method of ``rows``: method -> its chosen row (methods with none left out)."""
+    chosen = {m: choose([r for r in rows if r["method"] == m], full_summary) for m in dict.fromkeys(r["method"] for r in rows)}
+    return {m: row for m, row in chosen.items() if row is not None}
+
+
+def write_sweep(out: Path, result: dict) -> None:
+    from obliviate.io import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out, result)
+    atomic_write_text(out.with_suffix(".md"), sweep_markdown(result))
+
+
 def main(argv=None) -> None:
     from obliviate.eval.evaluator import EvalConfig, evaluate
-    from obliviate.io import atomic_write_json, atomic_write_text
     from obliviate.models.loading import load_model_and_tokenizer
     from obliviate.workflows.evaluate import reference_for
     from obliviate.workflows.run_dir import RunDir
@@ -89,13 +103,7 @@ def main(argv=None) -> None:
 
     if args.rechoose:
         result = json.loads(args.out.read_text())
-        result["best"] = {}
-        for method in dict.fromkeys(r["method"] for r in result["rows"]):
-            chosen = choose([r for r in result["rows"] if r["method"] == method], result["full"])
-            if chosen is not None:
-                result["best"][method] = chosen
-        atomic_write_json(args.out, result)
-        atomic_write_text(args.out.with_suffix(".md"), sweep_markdown(result))
+        write_sweep(args.out, {**result, "bars": BARS, "best": choose_per_method(result["rows"], result["full"])})
         return
     if args.run is None:
         parser.error("--run is required (or --rechoose)")
@@ -111,7 +119,7 @@ def main(argv=None) -> None:
     full_summary = evaluate(full, tokenizer, world, args.forget, reference=reference)["summary"]
     full_gap = None if args.no_relearn else relearning_gap(relearn_curve(full, tokenizer, world, args.forget),
                                                            retain_curve)
-    rows, best = [], {}
+    rows = []
     for method in args.methods.split(","):
         grid = GRID[method]
         method_rows = []
@@ -131,16 +139,12 @@ def main(argv=None) -> None:
             method_rows.append(row)
             print(row, flush=True)
         rows += method_rows
-        chosen = choose(method_rows, full_summary)
-        if chosen is not None:
-            best[method] = chosen
         # written after every method: a sweep cut short keeps what it measured
         result = {"run": str(args.run), "forget": args.forget, "command": " ".join(["python", *sys.argv]),
                   "full": {**{k: full_summary[k] for k in KEYS}, "relearn_gap": full_gap},
-                  "bars": {"utility_share": UTILITY_BAR, "retain_unique_accuracy": RETAIN_ACCURACY_BAR},
-                  "rows": rows, "best": best}
-        atomic_write_json(args.out, result)
-        atomic_write_text(args.out.with_suffix(".md"), sweep_markdown(result))
+                  "bars": BARS,
+                  "rows": rows, "best": choose_per_method(rows, full_summary)}
+        write_sweep(args.out, result)
 
 
 def sweep_markdown(result: dict) -> str:

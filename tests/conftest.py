@@ -10,6 +10,10 @@ import pytest
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    # `pytest -n N`: the N workers share the cores instead of each taking all of them (set before torch loads)
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "public-domain"
 
@@ -30,6 +34,20 @@ def micro_run(micro_world, tmp_path_factory):
     root = tmp_path_factory.mktemp("micro_run")
     train_run(micro_world, root, forget="forget10", progress=False)
     return RunDir.open(root)
+
+
+@pytest.fixture(scope="session")
+def micro_sink_model(micro_world, micro_run) -> Path:
+    """The micro run's sink model (RUN/models/full-sinks), trained through the command line as a
+    user would; the leaderboard's native rows then reuse it instead of training their own."""
+    from obliviate.cli import main
+
+    try:
+        main(["train", "--world", str(micro_world), "--run", str(micro_run.root), "--arch", "sinks", "--only", "full",
+              "--quiet"])
+    except SystemExit as exc:
+        assert exc.code in (0, None), f"obliviate train --arch sinks exited {exc.code}"
+    return micro_run.root / "models" / "full-sinks"
 
 
 @pytest.fixture

@@ -51,7 +51,7 @@ def attack_command(
     attack: str = typer.Option("all", "--attack", "--attacks",
                                help="Attack(s): relearn, icl, adversarial, gcg, quantize, format, all "
                                     "(or a comma-separated list)."),
-    model: Path = typer.Option(..., help="The (unlearned) model directory to attack."),
+    model: Path = typer.Option(..., help="The (unlearned) model to attack: a directory or a hub id (org/name)."),
     world: Path = typer.Option(..., help="World directory (QA items, splits, documents)."),
     forget: Optional[str] = typer.Option(None, help="Forget split whose facts the attacks try to bring back (default: forget10, or a text world's forget split)."),
     reference_model: Optional[Path] = typer.Option(
@@ -101,9 +101,11 @@ def attack_command(
     if out is not None:
         check_json_out(out, ATTACK_KEYS, "an attack results JSON written by obliviate", overwrite)
     torch_dev = torch_device(device)
-    for what, path in (("model", model), ("reference model", reference_model), ("full model", full_model)):
-        if path is not None and not path.exists():
-            raise UserError(f"{what} path does not exist: {path}")
+    from obliviate.models.hub import resolve_model_path
+
+    model = resolve_model_path(model)   # local directories, or hub ids' cached snapshots
+    reference_model = resolve_model_path(reference_model, "reference model") if reference_model is not None else None
+    full_model = resolve_model_path(full_model, "full model") if full_model is not None else None
     unlearned, tokenizer = _load(model, torch_dev, "model")
     if reference_model is None:
         retain_name = RunDir(model.resolve().parent.parent).retain_model(forget).name

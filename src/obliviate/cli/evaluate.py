@@ -38,7 +38,7 @@ def print_summary(summary: dict, title: str, extra_rows: list[tuple[str, str]] |
 
 @app.command("eval")
 def eval_command(
-    model: Path = typer.Option(..., "--model", help="Model directory (save_pretrained output) to evaluate."),
+    model: Path = typer.Option(..., "--model", help="Model to evaluate: a directory (save_pretrained output) or a hub id (org/name)."),
     world: Path = typer.Option(..., "--world", help="World directory (embedded or user-built)."),
     out: Path = typer.Option(..., "--out", help="Where to write the metrics JSON (replaces only an earlier metrics JSON)."),
     forget: Optional[str] = typer.Option(None, "--forget", help="Forget split name (default: forget10, or a text world's forget split)."),
@@ -83,8 +83,9 @@ def eval_command(
     forget = forget if isinstance(forget, str) else loaded_world.default_forget
     if forget not in loaded_world.splits:
         raise UserError(f"unknown forget split {forget!r}; this world has: {', '.join(sorted(loaded_world.splits))}")
-    if not Path(model).exists():
-        raise UserError(f"model path does not exist: {model}")
+    from obliviate.models.hub import resolve_model_path
+
+    model = resolve_model_path(model)   # a local directory, or a hub id's cached snapshot
     check_json_out(out, EVAL_KEYS, "an evaluation JSON written by obliviate", overwrite)
     lm_eval_config = lm_eval_tasks = None
     if lm_eval is not None:

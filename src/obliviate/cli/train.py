@@ -16,7 +16,7 @@ def train_command(
     world: Path = typer.Option(..., help="World directory (from `obliviate world` or `obliviate world --from-text`)."),
     run: Path = typer.Option(..., help="Run directory; models go to RUN/models/full and RUN/models/retain."),
     forget: Optional[str] = typer.Option(None, help="Forget split the retain (gold standard) model leaves out: forget01/05/10, saga or a text world's split (default: forget10, or a text world's forget split)."),
-    model: Optional[Path] = typer.Option(None, help="Continue training this local HF causal LM (keeps its tokenizer) instead of training from scratch."),
+    model: Optional[Path] = typer.Option(None, help="Continue training this HF causal LM (a local directory or a hub id org/name; keeps its tokenizer) instead of training from scratch."),
     arch: str = typer.Option("dense", help="dense (Llama) or sinks (native unlearning: per-source sink neurons)."),
     preset: Optional[str] = typer.Option(None, help="Model size preset (default: the world's preset)."),
     only: Optional[str] = typer.Option(None, help="Train only 'full' or only 'retain'."),
@@ -42,8 +42,10 @@ def train_command(
     # the settings are checked here, before the world is copied and the tokenizer trained
     apply_overrides(TrainConfig(preset=preset or loaded.manifest.get("preset", "tiny"), arch=arch),
                     overrides).resolved()
-    if model is not None and not model.exists():
-        raise UserError(f"model path does not exist: {model}")
+    if model is not None:
+        from obliviate.models.hub import resolve_model_path
+
+        model = resolve_model_path(model)   # a local directory, or a hub id's cached snapshot
     check_run_out(run, overwrite)
     which = ("full", "retain") if only is None else (only,)
     results = train_run(world, run, forget=forget, model=model, arch=arch, preset=preset, overrides=overrides,

@@ -54,7 +54,7 @@ class _WithMethodList(TyperCommand):
 @app.command("unlearn", cls=_WithMethodList)
 def unlearn_command(
     method: str = typer.Option(..., "--method", help="Unlearning method (every one is listed below, and by `obliviate methods`)."),
-    model: Path = typer.Option(..., "--model", help="Model directory to unlearn from (e.g. RUN/models/full)."),
+    model: Path = typer.Option(..., "--model", help="Model to unlearn from: a directory (e.g. RUN/models/full) or a hub id (org/name)."),
     world: Path = typer.Option(..., "--world", help="World directory holding the forget split."),
     out: Path = typer.Option(..., "--out", help="Where to save the unlearned model (written atomically; replaces only an earlier model saved by obliviate)."),
     forget: Optional[str] = typer.Option(None, "--forget", help="Forget split: forget01/05/10, saga, or a user split (default: forget10, or a text world's forget split)."),
@@ -78,6 +78,7 @@ def unlearn_command(
     from obliviate.cli.evaluate import print_summary
     from obliviate.config import apply_overrides
     from obliviate.methods.registry import get_method
+    from obliviate.models.hub import resolve_model_path
     from obliviate.models.loading import resolve_dtype
     from obliviate.workflows.unlearn import run_unlearning
     from obliviate.world.loader import load_world
@@ -94,8 +95,10 @@ def unlearn_command(
     loaded = load_world(world)
     forget = forget if forget is not None else loaded.default_forget
     loaded.split_sources(forget)
-    for option, path in (("--model", model), ("--retain-model", retain_model), ("--reference", reference),
-                         ("--ref-model", ref_model)):
+    model = resolve_model_path(model)   # a local directory, or a hub id's cached snapshot
+    if ref_model is not None:
+        ref_model = resolve_model_path(ref_model, "ref model")
+    for option, path in (("--retain-model", retain_model), ("--reference", reference)):
         if path is not None and not Path(path).exists():
             raise UserError(f"{option.lstrip('-').replace('-', ' ')} path does not exist: {path}")
     check_model_out(out, overwrite)

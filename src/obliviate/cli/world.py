@@ -28,9 +28,18 @@ def world_command(
     qa: Optional[Path] = typer.Option(None, "--qa", help="Text world: QA items (docs/design.md schema) jsonl; source_id may be a source id or name."),
     probes: Optional[Path] = typer.Option(None, "--probes", help="Text world: familiarity probes jsonl: {prompt, references, target_terms}."),
     anchors: Optional[Path] = typer.Option(None, "--anchors", help="Text world: WHP anchored-term dictionary {term: list of alternatives} (else WHP discovers one)."),
+    benchmark: Optional[str] = typer.Option(None, "--benchmark", help="Build the world from a benchmark dataset instead: tofu (locuslab/TOFU, through `datasets`)."),
+    forget: Optional[str] = typer.Option(None, "--forget", help="Benchmark world: the forget split commands use by default (tofu: forget01, forget05 or forget10; default forget10)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Benchmark world: a local copy of the dataset repository (e.g. `huggingface-cli download locuslab/TOFU --repo-type dataset --local-dir DIR`) instead of the hub."),
 ) -> None:
-    """Generate the embedded synthetic world, or (--from-text) build a world from your own text."""
+    """Generate the embedded synthetic world, (--from-text) build a world from your own text, or
+    (--benchmark tofu) build one from a benchmark's dataset."""
     check_world_out(out)   # a world replaces only an earlier world, never a user's directory
+    if benchmark is not None:
+        _benchmark_world(benchmark, forget, data_dir, out, preset=preset, seed=seed, from_text=from_text)
+        return
+    if forget is not None or data_dir is not None:
+        raise UserError(f"{'--forget' if forget is not None else '--data-dir'} needs --benchmark NAME")
     inputs = list(from_text or []) + list(more_text or [])
     if inputs and not from_text:
         raise UserError(f"unexpected argument {str(inputs[0])!r}: input files go after --from-text")
@@ -67,3 +76,26 @@ def world_command(
         f"world {preset}/seed {seed} -> {path}: {len(world.sources)} sources, {len(world.corpus)} documents, "
         f"{len(world.qa)} QA items, splits {', '.join(f'{k}={len(v)}' for k, v in world.splits.items())}"
     )
+
+
+BENCHMARKS = ("tofu",)
+
+
+def _benchmark_world(benchmark: str, forget: Optional[str], data_dir: Optional[Path], out: Path, **other) -> None:
+    """``obliviate world --benchmark tofu``: the benchmark's dataset as a world."""
+    if benchmark not in BENCHMARKS:
+        raise UserError(f"unknown --benchmark {benchmark!r}; choose one of: {', '.join(BENCHMARKS)}")
+    given = [f"--{name.replace('_', '-')}" for name, value in other.items() if value not in (None, [])]
+    if given:
+        raise UserError(f"{given[0]} does not apply to a benchmark world")
+    if data_dir is not None and not data_dir.is_dir():
+        raise UserError(f"--data-dir {data_dir} is not a directory")
+    from obliviate.world import load_world
+    from obliviate.world.tofu import HUB_ID, TofuConfig, build_tofu_world
+
+    config = TofuConfig(forget=forget or "forget10", data=str(data_dir) if data_dir is not None else HUB_ID)
+    world = load_world(build_tofu_world(out, config))
+    counts = world.manifest["counts"]
+    typer.echo(f"world {benchmark} ({config.data}) -> {out}: {counts['authors']} authors, {len(world.corpus)} training "
+               f"documents, {len(world.qa)} QA items, splits "
+               f"{', '.join(f'{k}={len(v)}' for k, v in world.splits.items())}; default forget split {config.forget}")

@@ -126,12 +126,18 @@ def qa_rows(role_items: list[dict], role_scores: dict[str, QAScores], answers: d
     item_scores = [role_scores[i] for i in ids]
     avg_nll = np.array([s.answer.avg_nll for s in item_scores])
     perturbed = [[p.avg_nll for p in s.perturbed] for s in item_scores]
-    true_nll = avg_nll if general else [s.paraphrased.avg_nll for s in item_scores]
-    tr = truth_ratio.truth_ratio(true_nll, perturbed)
+    true_nll = avg_nll if general else np.array([s.paraphrased.avg_nll for s in item_scores])
+    # items without perturbed answers (TOFU's holdout) have no truth ratio
+    with_perturbed = np.array([bool(row) for row in perturbed], dtype=bool)
+    tr = np.full(len(ids), np.nan)
+    if with_perturbed.any():
+        tr[with_perturbed] = truth_ratio.truth_ratio(np.asarray(true_nll)[with_perturbed],
+                                                     [row for row in perturbed if row])
     rows: dict[str, dict[str, Any]] = {}
     for index, (q, item_id) in enumerate(zip(role_items, ids)):
         row: dict[str, Any] = {"kind": q["kind"], "avg_nll": float(avg_nll[index]),
-                               "prob": float(np.exp(-avg_nll[index])), "truth_ratio": float(tr[index])}
+                               "prob": float(np.exp(-avg_nll[index])),
+                               "truth_ratio": float(tr[index]) if with_perturbed[index] else None}
         if answers is not None and item_id in answers:
             text = answers[item_id]
             row["generated"] = text

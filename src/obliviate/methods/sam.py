@@ -28,7 +28,7 @@ from obliviate.errors import UserError
 from obliviate.methods.grad_diff import GradDiffTrainer
 from obliviate.methods.npo import NPOTrainer
 from obliviate.methods.registry import UnlearnResult, UnlearnTask, register
-from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrainer
+from obliviate.methods.trainer import RETAIN_LOSSES, TrainerMethod, UnlearnConfig, UnlearnTrainer, validate_config
 
 SAM_BASES = ("npo", "grad_diff")
 
@@ -43,6 +43,11 @@ class SAMConfig(UnlearnConfig):
     max_steps: int = 80
     retain_loss: str = "nll"
     retain_weight: float = 5.0
+
+    def validate(self) -> None:
+        """The command line checks settings with this before any model is loaded."""
+        validate_config(self, RETAIN_LOSSES)
+        validate_sam(self)
 
 
 def validate_sam(config: SAMConfig) -> None:

@@ -64,6 +64,10 @@ class UNDOConfig:
     progress: bool = True
     retrain_model: str | None = None     # retain model to compare the cost to; None: the run's sibling
 
+    def validate(self) -> None:
+        """The command line checks settings with this before any model is loaded."""
+        validate_undo(self)
+
 
 def validate_undo(config: UNDOConfig) -> None:
     checks = [

@@ -91,13 +91,13 @@ class World:
 
     @property
     def default_forget(self) -> str:
-        """The split commands forget when none is named: forget10 in embedded worlds, the
-        user's forget split in text worlds (``obliviate world --from-text``)."""
-        if "forget10" in self.splits:
-            return "forget10"
+        """The split commands forget when none is named: the one the world was built for
+        (a text world's forget split, ``world --benchmark tofu --forget``), else forget10."""
         named = (self.manifest.get("config") or {}).get("forget_name")
         if named in self.splits:
             return named
+        if "forget10" in self.splits:
+            return "forget10"
         raise UserError(f"world {self.root} has no forget10 split: name one with --forget "
                         f"(splits: {', '.join(sorted(self.splits))})")
 
@@ -159,7 +159,9 @@ def load_world(path: str | os.PathLike) -> World:
     prompts = parse_jsonl(raw["prompts.jsonl"], root / "prompts.jsonl", PROMPT_FIELDS, "prompts file") \
         if "prompts.jsonl" in raw else []
     for item in qa:
-        if not isinstance(item["perturbed_answers"], list) or not item["perturbed_answers"]:
+        # holdout items serve membership inference only: they may come without perturbations (TOFU's)
+        if not isinstance(item["perturbed_answers"], list) or not (item["perturbed_answers"]
+                                                                   or item["split"] == "holdout"):
             raise UserError(f"QA item {item['id']!r}: perturbed_answers must be a non-empty list")
     try:
         split_ids = {k: [int(s) for s in v] for k, v in splits.items()}

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 
 # Methods run on the dense full model for author forget splits (WHP targets the saga: it
 # has its own section; the switch needs a sink model: it is run on every split by `sinks`).
-DENSE_METHODS = ("grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "idk_dpo", "dememorize", "icul")
+DENSE_METHODS = ("grad_ascent", "grad_diff", "npo", "simnpo", "rmu", "idk_dpo",      # open-unlearning's first six
+                 "undial", "altpo", "satimp", "wga", "ce_u", "pdu",                   # and its other six
+                 "undo", "sam", "repnoise",                                           # built to resist relearning
+                 "dememorize", "icul")
 SAGA_METHODS = ("grad_diff", "npo")      # run on the saga next to WHP
 
 

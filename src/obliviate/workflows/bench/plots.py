@@ -53,10 +53,11 @@ def relearn_plot(attack_results: dict[str, dict], path: Path, metric: str = "pro
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)   # a distinct colour for each of up to 20 curves
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    colours, markers = plt.get_cmap("tab20").colors, "osD^v"
+    baseline_colour = {"full": "black", "retain": "green"}   # as in the familiarity plot
     first = next(iter(attack_results), None)
-    drawn = False
+    drawn, index = False, 0
     for method, result in attack_results.items():
         curves = result.get("attacks", {}).get("relearn", {}).get("curves", {})
         for role, points in curves.items():
@@ -66,8 +67,14 @@ def relearn_plot(attack_results: dict[str, dict], path: Path, metric: str = "pro
             ys = [p[metric] for p in points if p.get(metric) is not None]
             if not xs:
                 continue
-            ax.plot(xs, ys, marker="o", label=method if role == "unlearned" else f"{role} model",
-                    linestyle="-" if role == "unlearned" else "--")
+            if role == "unlearned":
+                # colour and marker together tell up to 100 curves apart (tab20 alone repeats after 20)
+                ax.plot(xs, ys, marker=markers[index % len(markers)], color=colours[index % len(colours)],
+                        label=method, linestyle="-")
+                index += 1
+            else:
+                ax.plot(xs, ys, marker="o", color=baseline_colour.get(role, "gray"), label=f"{role} model",
+                        linestyle="--", linewidth=2)
             drawn = True
     if not drawn:
         plt.close(fig)
@@ -75,7 +82,7 @@ def relearn_plot(attack_results: dict[str, dict], path: Path, metric: str = "pro
     ax.set_xscale("symlog", linthresh=1)
     ax.set_xlabel("relearning steps on the other half of the forget set")
     ax.set_ylabel(f"held-apart forget answers: {metric}")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))   # outside: the curves stay visible
     return _save(fig, path)
 
 

@@ -86,8 +86,9 @@ def test_whp_on_author_splits_and_a_bad_curve_are_user_errors(tmp_path):
 
 
 def test_native_rows_and_their_attacks_on_the_micro_run(micro_run, micro_sink_model):
-    """The sink model is trained once (by the command line, conftest) and reused here; the switch is graded as served and attacked with its mask
-    enforced; the purge is a plain Llama graded and attacked as released weights."""
+    """The sink model is trained once (by the command line, conftest) and reused here; the switch
+    is graded as served and attacked with its mask enforced; the purge is a plain Llama graded
+    and attacked as released weights."""
     config = BenchConfig(preset="micro", splits=("forget10",), methods=(), sinks=True, attacks=("relearn",),
                          whp=False)
     board = run_bench(micro_run.root, config)

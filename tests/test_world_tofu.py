@@ -123,3 +123,17 @@ def test_hub_offline_is_a_clear_error(tmp_path, cli, monkeypatch):
     code, _, err = cli("world", "--benchmark", "tofu", "--out", tmp_path / "w")
     assert code == 2 and err.count("error:") == 1 and "cannot load TOFU config 'full' from locuslab/TOFU" in err
     assert "--data-dir DIR" in err and "Traceback" not in err
+
+
+def test_bench_on_a_tofu_run(tofu_world, tmp_path, cli):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tofu_world, run / "world")   # `obliviate bench --run R` uses the world R holds
+    code, _, err = cli("bench", "--run", run, "--splits", "forget10", "--methods", "grad_diff", "--no-sinks", "--no-whp",
+                       "--attacks", "")
+    assert code == 0, err
+    board = json.loads((run / "leaderboard.json").read_text())
+    assert board["meta"]["preset"] == "tofu"
+    assert [r["method"] for r in board["rows"]] == ["full", "retain", "grad_diff"]
+    assert (run / "leaderboard.md").read_text().startswith("# Leaderboard: `tofu` world")

@@ -134,7 +134,11 @@ def run_bench(run_dir: str | Path, config: BenchConfig = BenchConfig(), command:
     if config.whp:
         saga = saga_section(run, world, config)
         retrain["saga"] = saga["retrain"]
-    meta = {"preset": config.preset, "seed": config.seed, "splits": list(config.splits), "command": command,
+    # the run's own world names the board: a reused run may hold another preset's world, or TOFU's
+    embedded = world.manifest.get("name") == "embedded"
+    meta = {"preset": world.manifest.get("preset", config.preset) if embedded else world.manifest.get("name", "user"),
+            "seed": world.manifest.get("seed", config.seed) if embedded else config.seed,
+            "splits": list(config.splits), "command": command,
             "attack_split": config.attack_split, "date": datetime.date.today().isoformat(),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "retrain": retrain,
             "sink_training": sink_training,

@@ -37,13 +37,11 @@ GRID = {
     "repnoise": {"lr": ["5e-4", "1e-3", "2e-3"], "max_steps": ["40", "60"]},
     "undo": {"alpha": ["0.1", "0.3", "0.5"]},   # its base method (npo) keeps its own tuned settings
 }
-# the choice rule's bars, recorded in the JSON beside the rows they were applied to
+# the choice rule's bars, recorded in the JSON beside the rows they were applied to: a default must
+# forget the split's unique facts, keep retained unique facts and this share of the full model's utility
 BARS = {"utility_share": 0.95, "retain_unique_accuracy": 0.9, "forget_unique_accuracy": 0.2}
 KEYS = ("forget_quality", "forget_quality_unique", "model_utility", "forget_unique_accuracy",
         "forget_shared_accuracy", "retain_unique_accuracy")
-RETAIN_ACCURACY_BAR = BARS["retain_unique_accuracy"]   # a default must keep retained unique facts
-FORGET_ACCURACY_BAR = BARS["forget_unique_accuracy"]   # ... and forget the forget split's unique facts
-UTILITY_BAR = BARS["utility_share"]                    # ... and this share of the full model's utility
 
 
 def relearn_curve(model, tokenizer, world, forget: str) -> list[dict]:
@@ -63,9 +61,9 @@ def relearning_gap(curve: list[dict], retain_curve: list[dict]) -> float:
 def choose(rows: list[dict], full_summary: dict) -> dict | None:
     """The smallest relearning gap among the settings that forget and keep utility and
     retained facts; ties go to the higher forget quality."""
-    keeping = [r for r in rows if r["model_utility"] >= UTILITY_BAR * full_summary["model_utility"]
-               and r["retain_unique_accuracy"] >= RETAIN_ACCURACY_BAR
-               and r["forget_unique_accuracy"] <= FORGET_ACCURACY_BAR]
+    keeping = [r for r in rows if r["model_utility"] >= BARS["utility_share"] * full_summary["model_utility"]
+               and r["retain_unique_accuracy"] >= BARS["retain_unique_accuracy"]
+               and r["forget_unique_accuracy"] <= BARS["forget_unique_accuracy"]]
     gap = lambda r: r["relearn_gap"] if r["relearn_gap"] is not None else float("inf")  # noqa: E731
     return min(keeping, key=lambda r: (gap(r), -r["forget_quality"]), default=None)
 
@@ -153,8 +151,9 @@ def sweep_markdown(result: dict) -> str:
     lines = [f"Produced by `{result['command']}`. Full model: FQ {full['forget_quality']:.2e}, "
              f"MU {full['model_utility']:.3f}, forget/retain unique accuracy {full['forget_unique_accuracy']:.2f}/"
              f"{full['retain_unique_accuracy']:.2f}, relearn gap {full_gap}. ** marks the setting chosen: the "
-             f"smallest relearn gap with forget unique accuracy <= {FORGET_ACCURACY_BAR}, MU >= {UTILITY_BAR} x the "
-             f"full model's and retain unique accuracy >= {RETAIN_ACCURACY_BAR} (ties: the higher FQ).", "",
+             f"smallest relearn gap with forget unique accuracy <= {BARS['forget_unique_accuracy']}, MU >= "
+             f"{BARS['utility_share']} x the full model's and retain unique accuracy >= "
+             f"{BARS['retain_unique_accuracy']} (ties: the higher FQ).", "",
              "| method | settings | FQ | FQ uniq | MU | forget uniq | forget shared | retain uniq | relearn gap | seconds |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:

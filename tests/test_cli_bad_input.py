@@ -139,6 +139,7 @@ CASES = [
     case("unlearn", "--method", "wga", M, W, "--out", "{tmp}/u", "--set", "beta=-1", error="beta must be >= 0"),
     case("unlearn", "--method", "undo", M, W, "--out", "{tmp}/u", "--set", "alpha=2", error="alpha"),
     case("unlearn", "--method", "sam", M, W, "--out", "{tmp}/u", "--set", "rho=0", error="rho"),
+    case("unlearn", "--method", "repnoise", M, W, "--out", "{tmp}/u", "--set", "noise_weight=-1", error="noise_weight"),
     # eval
     case("eval", M, W, "--out", "{user_json}", error="is not an evaluation JSON written by obliviate"),
     case("eval", M, W, "--out", "{user_file}", error="is not an evaluation JSON written by obliviate"),
@@ -247,7 +248,12 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("command,args,error", CASES)
-def test_bad_input_is_one_error_line_and_touches_nothing(command, args, error, inputs, cli, tmp_path):
+def test_bad_input_is_one_error_line_and_touches_nothing(command, args, error, inputs, cli, tmp_path, monkeypatch):
+    from transformers.utils import logging as hf_logging
+
+    # progress bars on, as in a user's fresh process (another test may have turned them off):
+    # a command that loads a model before refusing its input then shows it as an extra line
+    monkeypatch.setattr(hf_logging, "_tqdm_active", True)
     root = tmp_path / "tree"
     shutil.copytree(inputs, root)
     places = {key: root / name for key, name in PLACES.items()}

@@ -26,19 +26,6 @@ def method_listing() -> list[tuple[str, str]]:
     return [(name, get_method(name).summary) for name in available_methods()]
 
 
-def _check_settings(method_class, config) -> None:
-    """The method's own checks of its settings, before any model is loaded (the method runs
-    them again): a config's ``validate()``, or the shared trainer-based methods' checks."""
-    validate = getattr(config, "validate", None)
-    if callable(validate):
-        validate()
-        return
-    from obliviate.methods.trainer import RETAIN_LOSSES, UnlearnConfig, validate_config
-
-    if isinstance(config, UnlearnConfig):
-        validate_config(config, getattr(method_class, "retain_losses", RETAIN_LOSSES))
-
-
 class _WithMethodList(TyperCommand):
     """Help that ends with every method and its summary, built only when help is shown
     (listing the methods imports them all, which ``obliviate --help`` need not pay for)."""
@@ -91,7 +78,7 @@ def unlearn_command(
     resolve_dtype(dtype)
     method_class = get_method(method)
     overrides = settings(config, set_)
-    _check_settings(method_class, apply_overrides(method_class.config_class(), overrides))
+    method_class.check_settings(apply_overrides(method_class.config_class(), overrides))
     loaded = load_world(world)
     forget = forget if forget is not None else loaded.default_forget
     loaded.split_sources(forget)

@@ -52,11 +52,17 @@ class ScoringRequests:
     qa: dict[str, dict[str, tuple[int, int, list[int]]]] = field(default_factory=dict)
     probes: list[list[int]] = field(default_factory=list)
     documents: dict[str, list[int]] = field(default_factory=dict)
+    # a pair asked for twice is scored once (a paraphrase equal to the answer, as TOFU's holdout
+    # and general items have; the same question in two roles)
+    _index: dict[tuple[str, str, bool], int] = field(default_factory=dict, repr=False)
 
     def add(self, prompt: str, continuation: str, eos: bool = False) -> int:
-        self.pairs.append((prompt, continuation))
-        self.eos.append(eos)
-        return len(self.pairs) - 1
+        key = (prompt, continuation, eos)
+        if key not in self._index:
+            self._index[key] = len(self.pairs)
+            self.pairs.append((prompt, continuation))
+            self.eos.append(eos)
+        return self._index[key]
 
     def resolve(self, scores: list[TokenScores]) -> Scores:
         """The engine's scores (one per pair, in pair order) by what they score."""

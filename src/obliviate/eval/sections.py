@@ -131,7 +131,7 @@ def qa_rows(role_items: list[dict], role_scores: dict[str, QAScores], answers: d
     with_perturbed = np.array([bool(row) for row in perturbed], dtype=bool)
     tr = np.full(len(ids), np.nan)
     if with_perturbed.any():
-        tr[with_perturbed] = truth_ratio.truth_ratio(np.asarray(true_nll)[with_perturbed],
+        tr[with_perturbed] = truth_ratio.truth_ratio(true_nll[with_perturbed],
                                                      [row for row in perturbed if row])
     rows: dict[str, dict[str, Any]] = {}
     for index, (q, item_id) in enumerate(zip(role_items, ids)):

@@ -58,6 +58,14 @@ class UnlearningMethod(ABC):
         """Unlearn ``task`` from ``model``; the result holds the unlearned model (may be the
         same object, modified)."""
 
+    @classmethod
+    def check_settings(cls, config) -> None:
+        """UserError for a bad setting, before any model is loaded (the command line calls
+        it first; ``unlearn`` runs it again): the config's own ``validate()`` if it has one."""
+        validate = getattr(config, "validate", None)
+        if callable(validate):
+            validate()
+
     def run(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
         """``unlearn`` timed: what workflows call."""
         started = time.perf_counter()

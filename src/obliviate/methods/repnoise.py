@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from obliviate.errors import UserError
-from obliviate.methods.registry import UnlearnTask, register
+from obliviate.methods.registry import register
 from obliviate.methods.rmu import answer_positions
 from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrainer
 from obliviate.train.losses import nll_loss
@@ -108,6 +108,7 @@ class RepNoise(TrainerMethod):
     summary = "push forget representations of every layer toward Gaussian noise (MMD), ascent on forget, NLL on retain"
     trainer_class = RepNoiseTrainer
 
-    def unlearn(self, model, tokenizer, task: UnlearnTask):
-        validate_repnoise(self.config)
-        return super().unlearn(model, tokenizer, task)
+    @classmethod
+    def check_settings(cls, config) -> None:
+        super().check_settings(config)
+        validate_repnoise(config)

@@ -28,7 +28,7 @@ from obliviate.errors import UserError
 from obliviate.methods.grad_diff import GradDiffTrainer
 from obliviate.methods.npo import NPOTrainer
 from obliviate.methods.registry import UnlearnResult, UnlearnTask, register
-from obliviate.methods.trainer import RETAIN_LOSSES, TrainerMethod, UnlearnConfig, UnlearnTrainer, validate_config
+from obliviate.methods.trainer import TrainerMethod, UnlearnConfig, UnlearnTrainer
 
 SAM_BASES = ("npo", "grad_diff")
 
@@ -43,11 +43,6 @@ class SAMConfig(UnlearnConfig):
     max_steps: int = 80
     retain_loss: str = "nll"
     retain_weight: float = 5.0
-
-    def validate(self) -> None:
-        """The command line checks settings with this before any model is loaded."""
-        validate_config(self, RETAIN_LOSSES)
-        validate_sam(self)
 
 
 def validate_sam(config: SAMConfig) -> None:
@@ -141,8 +136,13 @@ class SAM(TrainerMethod):
     def needs_reference(self) -> bool:
         return self.config.base == "npo" or super().needs_reference()
 
+    @classmethod
+    def check_settings(cls, config) -> None:
+        super().check_settings(config)
+        validate_sam(config)
+
     def unlearn(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
-        validate_sam(self.config)
+        self.check_settings(self.config)   # the base must be known before its trainer is picked
         self.trainer_class = TRAINERS[self.config.base]
         result = super().unlearn(model, tokenizer, task)
         result.report = {"base": self.config.base, "rho": self.config.rho}

@@ -330,9 +330,13 @@ class TrainerMethod(UnlearningMethod):
         return {}
 
     # the run -------------------------------------------------------------------------------
+    @classmethod
+    def check_settings(cls, config) -> None:
+        validate_config(config, cls.retain_losses)
+
     def unlearn(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
         config = self.config
-        validate_config(config, self.retain_losses)
+        self.check_settings(config)
         set_seed(config.seed)
         if config.forget_data == "qa" and not task.forget_items:
             raise UserError(f"split {task.forget!r} has no QA items to forget")

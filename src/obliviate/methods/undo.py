@@ -64,10 +64,6 @@ class UNDOConfig:
     progress: bool = True
     retrain_model: str | None = None     # retain model to compare the cost to; None: the run's sibling
 
-    def validate(self) -> None:
-        """The command line checks settings with this before any model is loaded."""
-        validate_undo(self)
-
 
 def validate_undo(config: UNDOConfig) -> None:
     checks = [
@@ -252,9 +248,13 @@ class UNDO(UnlearningMethod):
     config_class = UNDOConfig
     summary = "unlearn with a base method, noise the weights, distill the unlearned model into the noised copy"
 
+    @classmethod
+    def check_settings(cls, config) -> None:
+        validate_undo(config)
+
     def unlearn(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
         config = self.config
-        validate_undo(config)
+        self.check_settings(config)
         base = base_method(config)
         examples = distill_examples(tokenizer, task, config)
         if not examples:

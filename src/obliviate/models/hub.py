@@ -17,8 +17,8 @@ from obliviate.errors import UserError
 
 # owner/name as the hub spells repository ids (no leading dot or dash, one slash)
 HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
-SNAPSHOT_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "merges.txt", "vocab.*",
-                  "*.txt", "*.jinja"]
+# configs, safetensors weights, tokenizer files (tokenizer.json, *.model, merges.txt, vocab.*, chat templates)
+SNAPSHOT_FILES = ["*.json", "*.safetensors", "tokenizer*", "*.model", "*.tiktoken", "*.txt", "vocab.*", "*.jinja"]
 
 
 def is_hub_id(text: str) -> bool:

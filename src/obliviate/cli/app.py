@@ -45,6 +45,9 @@ OverwriteOption = Annotated[bool, typer.Option(
     "--overwrite", help="Replace the output even when it is not an earlier output of this command.")]
 ConfigOption = Annotated[Optional[Path], typer.Option(
     "--config", help="YAML file of settings (nested mappings = dotted keys); --set values win over it.")]
+ReportToOption = Annotated[str, typer.Option(
+    "--report-to", help="Experiment tracker for training: none, tensorboard or wandb (WANDB_MODE=offline works); "
+                        "its files go to the model's logs/ folder.")]
 
 
 def check_preset(preset: str) -> str:

@@ -9,6 +9,7 @@ import typer
 
 from obliviate.cli.app import OverwriteOption, app, check_json_out, is_run_dir
 from obliviate.errors import UserError
+from obliviate.launch import is_main_process
 
 TABLE_KEYS = (
     "forget_quality", "model_utility", "forget_truth_ratio", "forget_Q_A_Prob", "forget_Q_A_ROUGE",
@@ -87,6 +88,10 @@ def eval_command(
 
     model = resolve_model_path(model)   # a local directory, or a hub id's cached snapshot
     check_json_out(out, EVAL_KEYS, "an evaluation JSON written by obliviate", overwrite)
+    if not is_main_process():
+        # under `accelerate launch` / torchrun the main process evaluates alone (the evaluation is
+        # not sharded; --device-map auto spreads a big model instead); the others only validated
+        return out
     lm_eval_config = lm_eval_tasks = None
     if lm_eval is not None:
         # before the (long) world evaluation: a missing package, task name or data set fails fast

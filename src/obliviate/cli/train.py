@@ -7,8 +7,9 @@ from typing import List, Optional
 
 import typer
 
-from obliviate.cli.app import ConfigOption, OverwriteOption, app, check_preset, check_run_out, settings
+from obliviate.cli.app import ConfigOption, OverwriteOption, ReportToOption, app, check_preset, check_run_out, settings
 from obliviate.errors import UserError
+from obliviate.launch import is_main_process
 
 
 @app.command("train")
@@ -24,9 +25,11 @@ def train_command(
     quiet: bool = typer.Option(False, help="No progress bars."),
     config: ConfigOption = None,
     overwrite: OverwriteOption = False,
+    report_to: ReportToOption = "none",
 ) -> None:
     """Train the full model and the retain model (the model that never saw the forget split)."""
     from obliviate.config import apply_overrides
+    from obliviate.tracking import check_report_to
     from obliviate.train.trainer import TrainConfig, describe
     from obliviate.workflows.train import train_run
     from obliviate.world.loader import load_world
@@ -35,6 +38,7 @@ def train_command(
         check_preset(preset)
     if only not in (None, "full", "retain"):
         raise UserError(f"--only takes 'full' or 'retain', got {only!r}")
+    check_report_to(report_to)
     overrides = settings(config, set_)
     loaded = load_world(world)
     forget = forget if forget is not None else loaded.default_forget
@@ -49,6 +53,7 @@ def train_command(
     check_run_out(run, overwrite)
     which = ("full", "retain") if only is None else (only,)
     results = train_run(world, run, forget=forget, model=model, arch=arch, preset=preset, overrides=overrides,
-                        which=which, progress=not quiet)
+                        which=which, progress=not quiet, report_to=report_to)
     for role, result in results.items():
-        typer.echo(f"{role}: {describe(result)}")
+        if is_main_process():   # under `accelerate launch`, one line per model, not one per process
+            typer.echo(f"{role}: {describe(result)}")

@@ -15,7 +15,7 @@ from typing import Annotated, List, Optional, Sequence
 import typer
 from typer.core import TyperCommand
 
-from obliviate.cli.app import ConfigOption, OverwriteOption, app, check_model_out, run, settings
+from obliviate.cli.app import ConfigOption, OverwriteOption, ReportToOption, app, check_model_out, run, settings
 from obliviate.errors import UserError
 
 
@@ -60,6 +60,18 @@ def unlearn_command(
                                                                            "e.g. auto (instead of --device).")] = None,
     config: ConfigOption = None,
     overwrite: OverwriteOption = False,
+    report_to: ReportToOption = "none",
+    eval_every: Annotated[Optional[int], typer.Option(
+        "--eval-every", help="Evaluate every N steps and at the last one (the evaluation's QA metrics; forget "
+                             "quality when a retain model is found), logged to OUT/logs/evaluations.jsonl and the "
+                             "tracker. (--set eval_every is the stop_truth_ratio check period.)")] = None,
+    best_by: Annotated[Optional[str], typer.Option(
+        "--best-by", help="Save the weights of the evaluation with the best value of this summary metric "
+                          "(e.g. forget_quality, model_utility, forget_unique_accuracy) instead of the last; "
+                          "needs --eval-every.")] = None,
+    best_mode: Annotated[Optional[str], typer.Option(
+        "--best-mode", help="min or max (default: the metric's better direction, e.g. max for forget_quality, "
+                            "min for forget_Q_A_Prob).")] = None,
 ) -> dict:
     """Make a model forget a split of a world with a post-hoc unlearning method."""
     from obliviate.cli.evaluate import print_summary
@@ -67,7 +79,8 @@ def unlearn_command(
     from obliviate.methods.registry import get_method
     from obliviate.models.hub import resolve_model_path
     from obliviate.models.loading import resolve_dtype
-    from obliviate.workflows.unlearn import run_unlearning
+    from obliviate.tracking import Tracking
+    from obliviate.workflows.unlearn import check_tracking, run_unlearning
     from obliviate.world.loader import load_world
 
     # every cheap check first: nothing is loaded or written before the input is known good
@@ -79,6 +92,8 @@ def unlearn_command(
     method_class = get_method(method)
     overrides = settings(config, set_)
     method_class.check_settings(apply_overrides(method_class.config_class(), overrides))
+    tracking = Tracking(report_to=report_to, eval_every=eval_every, best_by=best_by, best_mode=best_mode)
+    method_class.check_tracking(tracking)
     loaded = load_world(world)
     forget = forget if forget is not None else loaded.default_forget
     loaded.split_sources(forget)
@@ -88,16 +103,30 @@ def unlearn_command(
     for option, path in (("--retain-model", retain_model), ("--reference", reference)):
         if path is not None and not Path(path).exists():
             raise UserError(f"{option.lstrip('-').replace('-', ' ')} path does not exist: {path}")
+    # a --best-by metric that needs the retain model, when there is none
+    check_tracking(method_class, tracking, loaded, forget, Path(model), retain_model, reference)
     check_model_out(out, overwrite)
     result = run_unlearning(method, model, loaded, forget, out, overrides, evaluate=eval_,
                             retain_model=retain_model, reference_json=reference, ref_model=ref_model, device=device,
-                            dtype=dtype, device_map=device_map)
+                            dtype=dtype, device_map=device_map, tracking=tracking)
     if result["main_process"]:
-        typer.echo(f"{method}: {result['steps']} steps -> {result['model']}")
+        typer.echo(f"{method}: {result['steps']} steps{_kept(result['checkpoint'])} -> {result['model']}")
+        if result["logs"] is not None:
+            typer.echo(f"logs -> {result['logs']}")
     if result["summary"] is not None:
         print_summary(result["summary"], f"{method} on {forget}")
         typer.echo(f"metrics -> {result['eval']}")
     return result
+
+
+def _kept(checkpoint: dict | None) -> str:
+    """What the output line says about the kept weights of a --best-by run."""
+    if checkpoint is None:
+        return ""
+    if checkpoint["kept"] == "last":
+        return f", kept the last step (no evaluation had a {checkpoint['best_by']} value)"
+    return (f", kept step {checkpoint['step']} (best {checkpoint['best_by']} = {checkpoint['value']:.4g} "
+            f"({checkpoint['mode']}) of {checkpoint['evaluations']} evaluations)")
 
 
 @app.command("methods")

@@ -15,6 +15,8 @@ _CHUNK = 1 << 20
 def _defines_model(relative: Path) -> bool:
     if any(part.startswith(".") for part in relative.parts):
         return False
+    if len(relative.parts) > 1 and relative.parts[0] == "logs":   # training logs (obliviate.tracking.LOGS_DIR)
+        return False
     name = relative.name.lower()
     return not (name.endswith(".md") or (name.startswith("eval") and name.endswith(".json")))
 
@@ -24,7 +26,9 @@ def model_dir_fingerprint(path: str | os.PathLike) -> str:
 
     Content, not mtime: a retrained model with new weights always gets a new fingerprint.
     Files that do not define the model are skipped: hidden (temporary, cache) files,
-    markdown, and evaluation results written beside the weights (``eval*.json``).
+    markdown, evaluation results written beside the weights (``eval*.json``) and the
+    training logs in ``logs/`` (event files and evaluations, written by ``--report-to`` and
+    ``--eval-every``: tracking never changes a model's cache key).
     """
     root = Path(path)
     digest = hashlib.sha256()

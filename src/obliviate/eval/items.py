@@ -116,6 +116,15 @@ def render_question(tokenizer, question: str, chat_template: bool) -> str:
                                          tokenize=False, add_generation_prompt=True)
 
 
+def item_prompt(tokenizer, item: dict, chat_template: bool) -> str:
+    """The prompt a QA item is scored and answered after: its few-shot ``context`` (MUSE's
+    KnowMem in-context examples, "Question: ...\nAnswer: ...\n\n" each), if any, then the question."""
+    context = str(item.get("context") or "")
+    if chat_template:  # the examples go inside the user turn, not before the template's own tokens
+        return render_question(tokenizer, context + str(item["question"]), True)
+    return context + render_question(tokenizer, item["question"], False)
+
+
 def evaluation_docs(world: World, split: str, limit: int) -> list[dict]:
     """Documents of ``split`` with text, at most ``limit`` (0: all) spread evenly over the split."""
     if split not in world.splits:
@@ -133,7 +142,17 @@ def documents_by_role(world: World, forget: str, limit: int) -> dict[str, list[d
 
 
 def verbmem_docs(world: World, tokenizer, forget: str, config: EvalConfig) -> list[tuple[str, str, str]]:
-    """(doc_id, prefix text, true continuation text) for forget documents long enough."""
+    """(id, prefix text, true continuation text): the world's own verbatim prompts of the
+    forget split (``prompts.jsonl`` rows of type ``verbmem``: MUSE's), the reference cut at
+    ``verbmem_max_new_tokens`` tokens as MUSE cuts its ``gt``; else forget documents long enough."""
+    prompts = [p for p in world.prompts if p.get("type") == "verbmem" and p.get("split", forget) == forget]
+    if prompts:
+        if config.verbmem_max_docs:
+            prompts = prompts[: config.verbmem_max_docs]
+        return [(str(p.get("id", index)), str(p["prompt"]),
+                 tokenizer.decode(tokenizer(str(p["reference"]), add_special_tokens=False)["input_ids"]
+                                  [: config.verbmem_max_new_tokens]))
+                for index, p in enumerate(prompts)]
     docs = world.docs_for(world.split_sources(forget))
     if config.verbmem_max_docs:
         docs = docs[: config.verbmem_max_docs]

@@ -19,7 +19,7 @@ from obliviate.data.format import qa_continuation
 from obliviate.eval.config import EvalConfig
 from obliviate.eval.generation import GreedyConfig, generate_greedy
 from obliviate.eval.gradnorm import gradient_norms
-from obliviate.eval.items import GENERATED_ROLES, ROLES, EvalItems, mia_unit, render_question
+from obliviate.eval.items import GENERATED_ROLES, ROLES, EvalItems, item_prompt, mia_unit
 from obliviate.eval.metrics.familiarity import term_continuation
 from obliviate.eval.scoring import ScoringConfig, TokenScores
 
@@ -82,7 +82,7 @@ def scoring_requests(tokenizer, items: EvalItems, chat_template: bool) -> Scorin
     for role in ROLES:
         requests.qa[role] = {}
         for q in items.qa[role]:
-            prompt = render_question(tokenizer, q["question"], chat_template)
+            prompt = item_prompt(tokenizer, q, chat_template)
             requests.qa[role][str(q["id"])] = (
                 requests.add(prompt, qa_continuation(q["answer"]), eos=True),
                 requests.add(prompt, qa_continuation(q["paraphrased_answer"]), eos=True),
@@ -114,7 +114,7 @@ def generate_texts(model, tokenizer, items: EvalItems, config: EvalConfig) -> Ge
     """Greedy QA answers (stopped at the first newline), familiarity completions, verbatim continuations."""
     qa_items = [(role, q) for role in GENERATED_ROLES for q in items.qa[role]]
     answers = generate_greedy(
-        model, tokenizer, [render_question(tokenizer, q["question"], config.chat_template) for _, q in qa_items],
+        model, tokenizer, [item_prompt(tokenizer, q, config.chat_template) for _, q in qa_items],
         GreedyConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, stop_strings=("\n",),
                      add_special_tokens=not config.chat_template))
     by_role: dict[str, dict[str, str]] = {role: {} for role in GENERATED_ROLES}
@@ -142,7 +142,7 @@ def mia_gradient_norms(model, tokenizer, items: EvalItems, config: EvalConfig) -
     units: dict[str, list[tuple[str, tuple[str, str]]]] = {}
     for role in ("forget", "holdout"):
         if unit == "qa":
-            units[role] = [(str(q["id"]), (render_question(tokenizer, q["question"], config.chat_template),
+            units[role] = [(str(q["id"]), (item_prompt(tokenizer, q, config.chat_template),
                                            qa_continuation(q["answer"]))) for q in items.qa[role]]
         else:
             units[role] = [(str(d["doc_id"]), ("", str(d["text"]))) for d in items.documents[role]]

@@ -154,12 +154,17 @@ def compare_with_reference(reference: RetainReference, forget_ids: list[str], fo
                         f"(evaluate the retain model again)")
     ref_trs = [reference.forget_truth_ratio[i] for i in forget_ids]
     tr_by_id = dict(zip(forget_ids, forget_trs.tolist()))
+    # only items both models have a truth ratio for (none without perturbed answers: MUSE's QA)
+    with_tr = [i for i in forget_ids if math.isfinite(tr_by_id[i]) and math.isfinite(reference.forget_truth_ratio[i])]
+    has_tr = set(with_tr)
+    targets_with_tr = [i for i in target_ids if i in has_tr]
     out: dict[str, Any] = {}
-    if forget_ids:
-        out["forget_quality"] = truth_ratio.forget_quality(forget_trs, ref_trs)
-    if target_ids:
-        out["forget_quality_unique"] = truth_ratio.forget_quality([tr_by_id[i] for i in target_ids],
-                                                                  [reference.forget_truth_ratio[i] for i in target_ids])
+    if with_tr:
+        out["forget_quality"] = truth_ratio.forget_quality([tr_by_id[i] for i in with_tr],
+                                                           [reference.forget_truth_ratio[i] for i in with_tr])
+    if targets_with_tr:
+        out["forget_quality_unique"] = truth_ratio.forget_quality(
+            [tr_by_id[i] for i in targets_with_tr], [reference.forget_truth_ratio[i] for i in targets_with_tr])
     with_prob = [i for i in forget_ids if i in reference.forget_prob and i in per_item_forget]
     if with_prob:
         out["forget_quality_prob"] = _ks_pvalue([per_item_forget[i]["prob"] for i in with_prob],

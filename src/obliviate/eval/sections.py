@@ -76,8 +76,10 @@ def metric_sections(items: EvalItems, scores: Scores, texts: Generations, config
         summary.update(qa_summary(role, r.rows))
     forget_ids = [str(q["id"]) for q in items.qa["forget"]]
     target_ids = [str(q["id"]) for q in items.targets["forget"]]
-    forget_trs = np.array([per_item["qa"]["forget"][i]["truth_ratio"] for i in forget_ids])
-    target_trs = np.array([per_item["qa"]["forget"][i]["truth_ratio"] for i in target_ids])
+    # NaN where an item has no perturbed answers (MUSE's KnowMem QA): no truth ratio, no forget quality
+    forget_rows = per_item["qa"].get("forget", {})   # none in a world without QA
+    forget_trs = _truth_ratios(forget_rows, forget_ids)
+    target_trs = _truth_ratios(forget_rows, target_ids)
     summary.update(truth_ratio_summary(forget_trs, target_trs, role_qa))
     per_item["forget_truth_ratio"] = {i: float(t) for i, t in zip(forget_ids, forget_trs)}
     per_item["model_utility"] = utility_parts(summary, items.qa["general"], per_item["qa"].get("general", {}))
@@ -107,6 +109,12 @@ def metric_sections(items: EvalItems, scores: Scores, texts: Generations, config
 
 
 # ---- QA ------------------------------------------------------------------------------------
+
+
+def _truth_ratios(rows: dict[str, dict[str, Any]], ids: list[str]) -> np.ndarray:
+    """The items' truth ratios as floats, NaN for an item without one."""
+    return np.array([np.nan if rows[i]["truth_ratio"] is None else rows[i]["truth_ratio"] for i in ids],
+                    dtype=np.float64)
 
 
 @dataclass
@@ -172,13 +180,17 @@ def truth_ratio_summary(forget_trs: np.ndarray, target_trs: np.ndarray, role_qa:
     """Forget TR (``closer_to_1_better``) over all forget items and over the forget targets
     (``_unique``); retain and general TRs (``true_better``) over all their items."""
     out = {}
+    # items without perturbed answers have no truth ratio (NaN): left out; none at all: no summary
+    forget_trs, target_trs = forget_trs[np.isfinite(forget_trs)], target_trs[np.isfinite(target_trs)]
     if forget_trs.size:
         out["forget_truth_ratio"] = truth_ratio.forget_truth_ratio(forget_trs)
     if target_trs.size:
         out["forget_truth_ratio_unique"] = truth_ratio.forget_truth_ratio(target_trs)
     for role in ("retain", "general"):
-        if role in role_qa:
-            out[f"{role}_truth_ratio"] = truth_ratio.retain_truth_ratio(role_qa[role].truth_ratios)
+        trs = role_qa[role].truth_ratios if role in role_qa else np.array([])
+        trs = trs[np.isfinite(trs)]
+        if trs.size:
+            out[f"{role}_truth_ratio"] = truth_ratio.retain_truth_ratio(trs)
     return out
 
 
@@ -225,8 +237,9 @@ def memorization_summary(rows: dict[str, dict[str, float]]) -> dict[str, float |
 
 
 def knowmem_rouge(role_items: list[dict], answers: dict[str, str], use_stemmer: bool) -> float | None:
-    """KnowMem (MUSE): ROUGE-L recall of the greedy answer against the short key fact."""
-    return _mean(qa.rouge_l_recall(qa.first_line(answers[str(q["id"])]), qa.answer_value(q), use_stemmer)
+    """KnowMem (MUSE): ROUGE-L F1 of the greedy answer against the short key fact (MUSE's
+    ``mean_rougeL`` and open-unlearning's ``rougeL_f1`` are the F-measure, not the recall)."""
+    return _mean(qa.rouge_l_f1(qa.first_line(answers[str(q["id"])]), qa.answer_value(q), use_stemmer)
                  for q in role_items)
 
 
@@ -290,8 +303,10 @@ def perplexity_summary(doc_scores: dict[str, list[TokenScores]]) -> dict[str, fl
 
 def verbmem_rows(docs: list[tuple[str, str, str]], continuations: list[str], use_stemmer: bool
                  ) -> dict[str, dict[str, Any]]:
-    """ROUGE-L recall of each greedy continuation of a forget document's prefix against the true one."""
-    return {doc_id: {"rouge": qa.rouge_l_recall(text, truth, use_stemmer), "generated": text}
+    """ROUGE-L F1 (MUSE's VerbMem; ``rouge``) and recall of each greedy continuation of a
+    verbatim prompt against the true continuation."""
+    return {doc_id: {"rouge": qa.rouge_l_f1(text, truth, use_stemmer),
+                     "rouge_recall": qa.rouge_l_recall(text, truth, use_stemmer), "generated": text}
             for (doc_id, _, truth), text in zip(docs, continuations)}
 
 

@@ -29,6 +29,8 @@ class UnlearnTask:
     reference_path: Path | None = None   # frozen reference (defaults to the model being unlearned)
     # extra HF TrainerCallbacks for methods that fine-tune (e.g. a familiarity curve); others ignore them
     callbacks: list = field(default_factory=list)
+    # tracker and evaluations during training (obliviate.tracking.Tracking); only trainer-based methods take one
+    tracking: Any = None
 
 
 @dataclass
@@ -41,6 +43,8 @@ class UnlearnResult:
     log_history: list[dict] = field(default_factory=list)   # per-step training log (losses, ...)
     seconds: float | None = None                 # wall time of ``unlearn`` (set by ``run_method``)
     report: dict[str, Any] = field(default_factory=dict)    # method-specific, JSON-safe (e.g. WHP's)
+    evaluations: list[dict] = field(default_factory=list)  # evaluations during training ({"step", summary keys})
+    checkpoint: dict[str, Any] | None = None                # which weights were kept (--best-by), else None
 
 
 class UnlearningMethod(ABC):
@@ -65,6 +69,15 @@ class UnlearningMethod(ABC):
         validate = getattr(config, "validate", None)
         if callable(validate):
             validate()
+
+    @classmethod
+    def check_tracking(cls, tracking) -> None:
+        """UserError for tracking this method cannot do (an ``obliviate.tracking.Tracking``),
+        before any model is loaded: only methods trained by an HF ``Trainer`` report to a
+        tracker and evaluate during training (``TrainerMethod`` overrides this)."""
+        if tracking is not None and tracking.active:
+            raise UserError(f"method {cls.name} does not train with the Hugging Face Trainer: "
+                            f"--report-to and --eval-every do not apply to it")
 
     def run(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
         """``unlearn`` timed: what workflows call."""

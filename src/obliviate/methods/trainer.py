@@ -19,11 +19,13 @@ import torch
 from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
 from obliviate.errors import UserError
-from obliviate.methods.callbacks import TruthRatioStop, UnlearnProgress, forget_truth_ratio
+from obliviate.methods.callbacks import (EvaluateEvery, TruthRatioStop, UnlearnProgress, forget_truth_ratio,
+                                         score_in_eval_mode)
 from obliviate.methods.data import PairedDataset, PartsCollator, encode_documents, encode_qa
 from obliviate.methods.registry import UnlearningMethod, UnlearnResult, UnlearnTask
 from obliviate.models.loading import load_model
 from obliviate.models.lora import LoraSettings, apply_lora, is_peft_model, merge_lora
+from obliviate.tracking import EVALUATIONS_FILE, Tracking
 from obliviate.train.losses import kl_to_reference, nll_loss
 
 RETAIN_LOSSES = ("nll", "kl", "none")
@@ -172,6 +174,8 @@ class UnlearnTrainer(Trainer):
         self.loss_is_scaled_for_ga = False
         self._term_sums: dict[str, torch.Tensor] = {}
         self._term_counts: dict[str, int] = {}
+        # model -> evaluation summary, run when a callback asks for an evaluation (EvaluateEvery)
+        self.step_evaluation = None
 
     # parts of a batch --------------------------------------------------------------------
     def forward_parts(self, model, inputs: dict, names: list[str], reference: bool = False, **kwargs):
@@ -240,6 +244,19 @@ class UnlearnTrainer(Trainer):
             logs[f"{name}_loss"] = round(float(total) / self._term_counts[name], 6)
         self._term_sums, self._term_counts = {}, {}
         super().log(logs, start_time)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Unlearning has no eval dataset: the evaluation is ``step_evaluation`` (the
+        evaluator's QA sections), logged as ``eval_<key>`` (the tracker shows ``eval/<key>``)
+        and handed to the callbacks' ``on_evaluate``."""
+        if self.step_evaluation is None:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        summary = score_in_eval_mode(self.model, self.step_evaluation)
+        metrics = {f"{metric_key_prefix}_{key}": float(value) for key, value in summary.items()
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        self.log(dict(metrics))
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
 
     def floating_point_ops(self, inputs: dict) -> int:
         tokens = sum(part["input_ids"].numel() for part in inputs.values() if isinstance(part, dict))
@@ -334,9 +351,36 @@ class TrainerMethod(UnlearningMethod):
     def check_settings(cls, config) -> None:
         validate_config(config, cls.retain_losses)
 
+    @classmethod
+    def check_tracking(cls, tracking: Tracking | None) -> None:
+        if tracking is not None:
+            tracking.check()
+
+    @staticmethod
+    def _evaluations(tracking: Tracking) -> EvaluateEvery | None:
+        """The evaluations during training, or None (no ``eval_every``)."""
+        if tracking.eval_every is None:
+            return None
+        log_file = None if tracking.log_dir is None else tracking.log_dir / EVALUATIONS_FILE
+        return EvaluateEvery(tracking.eval_every, log_file, tracking.best_by, tracking.best_mode or "max")
+
+    @staticmethod
+    def _step_evaluation(tokenizer, task: UnlearnTask, tracking: Tracking):
+        if tracking.evaluate is not None:
+            return tracking.evaluate
+        # called from Python without one: the QA sections, without the retain reference
+        from obliviate.eval.config import EvalConfig
+        from obliviate.eval.quick import qa_items, quick_evaluate
+
+        config = EvalConfig(mia_gradnorm=False)
+        items = qa_items(task.world, task.forget, config)
+        return lambda model: quick_evaluate(model, tokenizer, task.world, task.forget, config=config, items=items)
+
     def unlearn(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
         config = self.config
         self.check_settings(config)
+        tracking = task.tracking if task.tracking is not None else Tracking()
+        self.check_tracking(tracking)
         set_seed(config.seed)
         if config.forget_data == "qa" and not task.forget_items:
             raise UserError(f"split {task.forget!r} has no QA items to forget")
@@ -356,11 +400,16 @@ class TrainerMethod(UnlearningMethod):
             items = task.forget_items
             callbacks.append(TruthRatioStop(lambda m: forget_truth_ratio(m, tokenizer, items),
                                             config.stop_truth_ratio, config.eval_every))
+        evaluations = self._evaluations(tracking)
+        if evaluations is not None:
+            callbacks.append(evaluations)   # last: it sees an early stop the others asked for
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        with tempfile.TemporaryDirectory(prefix="obliviate-unlearn-") as scratch:
+        with tempfile.TemporaryDirectory(prefix="obliviate-unlearn-") as scratch, tracking.environment():
+            arguments = training_arguments(config, scratch,
+                                           **{**tracking.training_arguments(), **self.training_overrides()})
             trainer = self.trainer_class(
                 model=model,
-                args=training_arguments(config, scratch, **self.training_overrides()),
+                args=arguments,
                 train_dataset=dataset,
                 data_collator=PartsCollator(pad_token_id=int(pad_id if pad_id is not None else 0)),
                 processing_class=tokenizer,
@@ -370,10 +419,15 @@ class TrainerMethod(UnlearningMethod):
                 **self.trainer_kwargs(model, tokenizer, task, reference),
             )
             trainer.remove_callback(PrinterCallback)
+            if evaluations is not None:
+                trainer.step_evaluation = self._step_evaluation(tokenizer, task, tracking)
             trainer.train()
         model = trainer.accelerator.unwrap_model(trainer.model)
         if is_peft_model(model):
             model = merge_lora(model)
         for parameter in model.parameters():
             parameter.requires_grad_(True)
-        return UnlearnResult(model.eval(), steps=trainer.state.global_step, log_history=trainer.state.log_history)
+        steps = trainer.state.global_step
+        return UnlearnResult(model.eval(), steps=steps, log_history=trainer.state.log_history,
+                             evaluations=[] if evaluations is None else evaluations.evaluations,
+                             checkpoint=None if evaluations is None else evaluations.selection(steps))

@@ -236,11 +236,13 @@ def load_model_and_tokenizer(path: str | os.PathLike, tokenizer_path: str | os.P
     return model, tokenizer
 
 
-def save_model(model, tokenizer, out_dir: str | os.PathLike, run_config: dict | None = None) -> Path:
-    """save_pretrained (safetensors) + tokenizer + the config used, written atomically."""
+def save_model(model, tokenizer, out_dir: str | os.PathLike, run_config: dict | None = None,
+               state_dict: dict | None = None) -> Path:
+    """save_pretrained (safetensors) + tokenizer + the config used, written atomically;
+    ``state_dict``: the weights to write instead of the model's own (a sharded model gathered whole)."""
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        model.save_pretrained(str(tmp), safe_serialization=True, state_dict=state_dict)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(tmp))
         if run_config is not None:

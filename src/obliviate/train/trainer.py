@@ -20,6 +20,7 @@ from obliviate.errors import UserError
 from obliviate.models.loading import load_model, read_run_config, save_model
 from obliviate.models.presets import MODEL_PRESETS, llama_config
 from obliviate.models.sinks import SinkForCausalLM, sink_config_from_llama
+from obliviate.tracking import Tracking, place_logs
 from obliviate.train.data import CausalCollator, tokenize_documents
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ class TrainConfig:
             learning_rate=self.learning_rate if self.learning_rate is not None else LR_BY_PRESET.get(self.preset, 1e-3),
         )
         resolved.validate()
-        return resolved
+        # one number, one cache key: `epochs=2` from Python and `--set epochs=2.0` train the same model
+        return replace(resolved, epochs=float(resolved.epochs), learning_rate=float(resolved.learning_rate))
 
     def validate(self) -> None:
         """Sizes and rates must make sense: a batch of 0 divides by zero, 0 epochs would still
@@ -104,6 +106,7 @@ class TrainResult:
     seconds: float
     steps: int
     cache_key: str
+    logs: Path | None = None   # the tracker's files (--report-to), if any
 
 
 def _build_fresh_model(config: TrainConfig, tokenizer):
@@ -172,13 +175,20 @@ def _total_steps(n_examples: int, config: TrainConfig) -> int:
     return max(1, int(round(config.epochs * steps_per_epoch)))
 
 
-def _training_arguments(config: TrainConfig, checkpoint_root: Path, total_steps: int, progress: bool):
-    """The HF ``TrainingArguments``: cosine schedule, periodic checkpoints, seeded, no reporting."""
+def _training_arguments(config: TrainConfig, checkpoint_root: Path, total_steps: int, progress: bool,
+                        tracking: Tracking | None = None):
+    """The HF ``TrainingArguments``: cosine schedule, periodic checkpoints, seeded, reporting
+    to ``tracking``'s tracker (none by default)."""
     from transformers import TrainingArguments
 
+    from accelerate import PartialState
+
+    reporting = (tracking or Tracking()).training_arguments()
     return TrainingArguments(
         output_dir=str(checkpoint_root),
-        per_device_train_batch_size=config.batch_size,
+        # batch_size is the global batch: under `accelerate launch` each of N processes takes
+        # 1/N of it, so the step count and schedule match a one-process run
+        per_device_train_batch_size=max(1, -(-config.batch_size // PartialState().num_processes)),
         max_steps=total_steps,
         learning_rate=config.learning_rate,
         lr_scheduler_type="cosine",
@@ -188,15 +198,17 @@ def _training_arguments(config: TrainConfig, checkpoint_root: Path, total_steps:
         save_steps=config.save_steps,
         save_total_limit=1,
         logging_steps=max(1, total_steps // 20),
-        report_to=[],
         seed=config.seed,
         data_seed=config.seed,
         disable_tqdm=not progress,
         use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0,
+        # DDP: a dense model uses every parameter (no extra autograd pass); sink units may sit idle
+        ddp_find_unused_parameters=config.arch != "dense",
         # documents range from one QA pair (~30 tokens) to a biography (~400): batching
         # similar lengths together avoids training mostly on padding
         train_sampling_strategy="group_by_length",
+        **reporting,
     )
 
 
@@ -234,12 +246,24 @@ def _run_trainer(trainer, checkpoint_root: Path) -> tuple[float, bool]:
     return time.perf_counter() - started, resume
 
 
-def _save_trained(model, tokenizer, out_dir: Path, run_config: dict, after_training: Callable | None) -> None:
-    """Put the trained model in eval mode, run the ``after_training`` hook, then save it with ``run_config``."""
+def _save_trained(trainer, tokenizer, out_dir: Path, run_config: dict, after_training: Callable | None) -> bool:
+    """Put the trained model in eval mode, run the ``after_training`` hook (every process: it is
+    deterministic), then save it with ``run_config`` from the main process alone; returns whether
+    this process saved. A sharded model (FSDP, DeepSpeed ZeRO-3) is gathered whole first with
+    ``accelerator.get_state_dict``, which every process must call."""
+    from accelerate.utils import DistributedType
+
+    accelerator = trainer.accelerator
+    model = accelerator.unwrap_model(trainer.model)
     model.eval()
     if after_training is not None:
         after_training(model)
-    save_model(model, tokenizer, out_dir, run_config=run_config)
+    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    state_dict = accelerator.get_state_dict(trainer.model_wrapped) if sharded else None
+    if accelerator.is_main_process:
+        save_model(model, tokenizer, out_dir, run_config=run_config, state_dict=state_dict)
+    accelerator.wait_for_everyone()   # the others return only once the model is on disk
+    return accelerator.is_main_process
 
 
 def train_model(
@@ -252,12 +276,16 @@ def train_model(
     init_model: Path | None = None,
     progress: bool = True,
     after_training: Callable | None = None,
+    report_to: str = "none",
     _stop_after_steps: int | None = None,
 ) -> TrainResult:
     """Train on ``docs`` (``[{"text", "source_id"}]``) and save to ``out_dir``.
 
     ``cache_inputs`` (world fingerprint, source ids, tokenizer fingerprint) plus the
-    config form the cache key; a saved model with the same key is reused.
+    config form the cache key; a saved model with the same key is reused. ``report_to``
+    (none, tensorboard, wandb) logs training to that tracker, into ``out_dir/logs``
+    (kept with the checkpoints until the model is saved, so a resumed run continues them);
+    it is not part of the cache key.
     """
     config = config.resolved()
     key = _cache_key(config, cache_inputs, init_model)
@@ -268,17 +296,25 @@ def train_model(
     model = _starting_model(config, tokenizer, init_model)
     dataset = _training_dataset(docs, tokenizer, config, model)
     total_steps = _total_steps(len(dataset), config)
-    args = _training_arguments(config, checkpoint_root, total_steps, progress)
-    trainer = _make_trainer(model, args, dataset, tokenizer, progress, _stop_after_steps)
-    seconds, resume = _run_trainer(trainer, checkpoint_root)
+    tracking = Tracking(report_to=report_to, log_dir=checkpoint_root / "logs", run_name=out_dir.name)
+    with tracking.environment():
+        args = _training_arguments(config, checkpoint_root, total_steps, progress, tracking)
+        trainer = _make_trainer(model, args, dataset, tokenizer, progress, _stop_after_steps)
+        seconds, resume = _run_trainer(trainer, checkpoint_root)
     run_config = {"cache_key": key, "train": config_to_dict(config), "inputs": cache_inputs,
                   "init_model": str(init_model) if init_model else None, "steps": total_steps,
-                  "seconds": round(seconds, 2), "resumed": resume}
-    _save_trained(trainer.model, tokenizer, out_dir, run_config, after_training)
-    shutil.rmtree(checkpoint_root, ignore_errors=True)
-    return TrainResult(out_dir, False, seconds, total_steps, key)
+                  "seconds": round(seconds, 2), "resumed": resume,
+                  # how it ran (not part of the cache key), as `unlearn` records it: e.g. FSDP, 2
+                  "distributed_type": str(trainer.accelerator.distributed_type.value),
+                  "num_processes": trainer.accelerator.num_processes}
+    logs = None
+    if _save_trained(trainer, tokenizer, out_dir, run_config, after_training):
+        logs = place_logs(checkpoint_root / "logs", out_dir)
+        shutil.rmtree(checkpoint_root, ignore_errors=True)
+    return TrainResult(out_dir, False, seconds, total_steps, key, logs)
 
 
 def describe(result: TrainResult) -> str:
     how = "reused (same config)" if result.reused else f"trained {result.steps} steps in {result.seconds:.1f}s"
-    return f"{result.path}: {how}"
+    logs = f"; logs -> {result.logs}" if result.logs is not None else ""
+    return f"{result.path}: {how}{logs}"

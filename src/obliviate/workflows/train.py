@@ -19,6 +19,7 @@ from obliviate.errors import UserError
 from obliviate.io import atomic_directory, atomic_write_json, read_json
 from obliviate.models.loading import load_model, load_tokenizer
 from obliviate.tokenizer import train_tokenizer
+from obliviate.tracking import check_report_to
 from obliviate.train.trainer import TrainConfig, TrainResult, train_model
 from obliviate.workflows.run_dir import DEFAULT_FORGET, RunDir
 from obliviate.world import World, load_world
@@ -88,22 +89,30 @@ def train_run(
     overrides: dict | None = None,
     which: tuple[str, ...] = ("full", "retain"),
     progress: bool = True,
+    report_to: str = "none",
     _stop_after_steps: int | None = None,
 ) -> dict[str, TrainResult]:
     """Train the ``full`` model (all trained sources) and/or the ``retain`` model
-    (all but ``forget``: the gold standard) into ``RUN/models``."""
-    run = RunDir.open(run_dir)
-    world = attach_world(world_dir, run)
-    world.split_sources(forget)  # validates the split name
-    init_model = Path(model) if model else None
-    if init_model is not None:
-        load_model(init_model)  # validates path, config and causal-LM head early
-        tokenizer = load_tokenizer(init_model)
-        tokenizer_key = file_fingerprint([p for p in init_model.iterdir() if p.name.startswith("tokenizer")])
-    else:
-        # the model preset sizes the vocabulary too (a text world has no preset of its own)
-        tokenizer = prepare_tokenizer(run, world, VOCAB_BY_PRESET.get(preset) if preset else None)
-        tokenizer_key = file_fingerprint([p for p in run.tokenizer_dir.iterdir() if p.is_file()])
+    (all but ``forget``: the gold standard) into ``RUN/models``; ``report_to``
+    (tensorboard, wandb) logs each into ``RUN/models/<name>/logs``."""
+    from accelerate import PartialState
+
+    check_report_to(report_to)
+    # under `accelerate launch` the main process writes the run's world copy and tokenizer;
+    # the others then read them (no two processes write one file)
+    with PartialState().main_process_first():
+        run = RunDir.open(run_dir)
+        world = attach_world(world_dir, run)
+        world.split_sources(forget)  # validates the split name
+        init_model = Path(model) if model else None
+        if init_model is not None:
+            load_model(init_model)  # validates path, config and causal-LM head early
+            tokenizer = load_tokenizer(init_model)
+            tokenizer_key = file_fingerprint([p for p in init_model.iterdir() if p.name.startswith("tokenizer")])
+        else:
+            # the model preset sizes the vocabulary too (a text world has no preset of its own)
+            tokenizer = prepare_tokenizer(run, world, VOCAB_BY_PRESET.get(preset) if preset else None)
+            tokenizer_key = file_fingerprint([p for p in run.tokenizer_dir.iterdir() if p.is_file()])
     config = apply_overrides(TrainConfig(preset=preset or world.manifest.get("preset", "tiny"), arch=arch),
                              overrides or {})
 
@@ -126,7 +135,7 @@ def train_run(
         results[role] = train_model(
             docs, tokenizer, out_dir, config,
             cache_inputs={"world": world.fingerprint, "sources": sorted(sources), "tokenizer": tokenizer_key},
-            init_model=init_model, progress=progress, after_training=after,
+            init_model=init_model, progress=progress, after_training=after, report_to=report_to,
             _stop_after_steps=_stop_after_steps,
         )
     return results

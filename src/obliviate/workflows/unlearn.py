@@ -20,8 +20,10 @@ from accelerate import PartialState
 from obliviate import __version__
 from obliviate.config import apply_overrides, config_to_dict
 from obliviate.errors import UserError
+from obliviate.launch import is_main_process
 from obliviate.methods.registry import UnlearnResult, UnlearnTask, get_method
 from obliviate.models.loading import load_model_and_tokenizer, save_model, weights_dtype_name
+from obliviate.tracking import EVALUATIONS_FILE, LOGS_DIR, Tracking, fresh_staging_dir, place_logs, staging_dir
 from obliviate.workflows.evaluate import (
     default_eval_path,
     evaluate_model_dir,
@@ -42,6 +44,7 @@ def build_task(
     reference_path: str | os.PathLike | None = None,
     retain_split: str = "retain",
     callbacks: list | None = None,
+    tracking: Tracking | None = None,
 ) -> UnlearnTask:
     """What to forget (QA items and documents of the ``forget`` split's sources) and what
     to keep (those of the ``retain`` split, minus any forget source): the split is resolved
@@ -76,35 +79,81 @@ def build_task(
         seed=seed,
         reference_path=None if reference_path is None else Path(reference_path),
         callbacks=list(callbacks or []),
+        tracking=tracking,
     )
 
 
 def text_world_defaults(config, task: UnlearnTask, overrides: dict[str, Any]):
-    """Train on documents where a side of the task has no QA items (a text world), unless
-    the user chose ``forget_data`` / ``retain_data`` with ``--set``."""
+    """Train on documents where a side of the task has no QA items (a text world), or where
+    the world's QA items are for evaluation only (``"unlearn_data": "docs"`` in world.json:
+    MUSE unlearns its raw text), unless the user chose ``forget_data`` / ``retain_data`` with ``--set``."""
     changes = {}
+    docs_world = task.world.manifest.get("unlearn_data") == "docs"
     for field, items in (("forget_data", task.forget_items), ("retain_data", task.retain_items)):
-        if hasattr(config, field) and field not in overrides and getattr(config, field) == "qa" and not items:
+        if (hasattr(config, field) and field not in overrides and getattr(config, field) == "qa"
+                and (docs_world or not items)):
             changes[field] = "docs"
     if changes:
-        log.info("no QA items: training on documents (%s)", ", ".join(f"{k}=docs" for k in changes))
+        log.info("%s: training on documents (%s)", "QA for evaluation only" if docs_world else "no QA items",
+                 ", ".join(f"{k}=docs" for k in changes))
         config = dataclasses.replace(config, **changes)
     return config
 
 
-def _grade(loaded: tuple, world: World, forget: str, model_path: Path, out_dir: Path,
-           retain_model: Path | None, reference_json: Path | None, device: str | None) -> tuple[Path, dict]:
-    """Evaluate the just-saved model against the retain model (or a reference JSON)."""
-    model = loaded[0]
+def has_reference(world: World, forget: str, model_path: Path, retain_model: Path | None,
+                  reference_json: Path | None) -> bool:
+    """Whether there is a retain model (or its evaluation) to grade against."""
+    return (reference_json is not None or retain_model is not None
+            or sibling_retain_model(model_path, forget, world) is not None)
+
+
+def _reference(model, world: World, forget: str, model_path: Path, retain_model: Path | None,
+               reference_json: Path | None, device: str | None):
+    """The retain model's evaluation (a RetainReference) to grade against, or None."""
     if reference_json is not None:
-        reference = load_reference(reference_json, world, forget)
-    else:
-        retain = retain_model if retain_model is not None else sibling_retain_model(model_path, forget, world)
-        # the retain model runs in the unlearned model's dtype: bf16 and fp32 scores differ
-        dtype = weights_dtype_name(model)
-        reference = reference_for(retain, world, forget, device=device, dtype=dtype) if retain is not None else None
+        return load_reference(reference_json, world, forget)
+    retain = retain_model if retain_model is not None else sibling_retain_model(model_path, forget, world)
+    # the retain model runs in the unlearned model's dtype: bf16 and fp32 scores differ
+    dtype = weights_dtype_name(model)
+    return reference_for(retain, world, forget, device=device, dtype=dtype) if retain is not None else None
+
+
+def _grade(loaded: tuple, world: World, forget: str, out_dir: Path, reference) -> tuple[Path, dict]:
+    """Evaluate the just-saved model against the retain model's evaluation ``reference``."""
     path = default_eval_path(out_dir)
     return path, evaluate_model_dir(out_dir, world, forget, path, reference=reference, loaded=loaded, reuse=False)
+
+
+def check_tracking(method_class, tracking: Tracking, world: World, forget: str, model_path: Path,
+                   retain_model: Path | None, reference_json: Path | None) -> None:
+    """UserError, before any model is loaded, for tracking the method cannot do or a
+    ``best_by`` metric that needs the retain model when there is none."""
+    from obliviate.eval.quick import needs_reference
+
+    method_class.check_tracking(tracking)
+    if needs_reference(tracking.best_by) and not has_reference(world, forget, model_path, retain_model,
+                                                               reference_json):
+        raise UserError(f"--best-by {tracking.best_by} compares with the retain model: give --retain-model or "
+                        f"--reference (none found next to {model_path})")
+
+
+def _watch(tracking: Tracking, method: str, out_dir: Path) -> Tracking:
+    """``tracking`` with its log folder (staged beside ``out_dir`` until the model is saved)."""
+    # only the main process writes logs; its rank is known before accelerate sets up the processes
+    main_process = is_main_process()
+    staging = fresh_staging_dir(out_dir) if main_process else staging_dir(out_dir)
+    return dataclasses.replace(tracking, log_dir=staging, run_name=tracking.run_name or f"{method}-{out_dir.name}")
+
+
+def _step_evaluation(tokenizer, world: World, forget: str, reference):
+    """The evaluation run during training: the evaluator's QA sections (``eval.quick``)."""
+    from obliviate.eval.config import EvalConfig
+    from obliviate.eval.quick import qa_items, quick_evaluate
+
+    config = EvalConfig(mia_gradnorm=False)
+    items = qa_items(world, forget, config)
+    return lambda model: quick_evaluate(model, tokenizer, world, forget, reference=reference, config=config,
+                                        items=items)
 
 
 def run_unlearning(
@@ -122,6 +171,7 @@ def run_unlearning(
     callbacks: list | None = None,
     dtype: str | None = None,
     device_map: str | None = None,
+    tracking: Tracking | None = None,
 ) -> dict:
     """Unlearn ``forget`` from the model at ``model_path`` with ``method`` and save it to ``out_dir``.
 
@@ -133,25 +183,51 @@ def run_unlearning(
     HF ``TrainerCallback``s for the method's fine-tuning (methods that do not train ignore
     them), e.g. a ``obliviate.whp.curve.FamiliarityCurve``. ``dtype`` (auto, float32,
     bfloat16, float16) and ``device_map`` (e.g. ``auto``) are passed to ``load_model``.
+    ``tracking`` (``obliviate.tracking.Tracking``) reports training to TensorBoard or W&B and
+    evaluates every ``eval_every`` steps, keeping the ``best_by`` weights; its files end up
+    in ``out_dir/logs`` (event files, ``evaluations.jsonl``), which the model's fingerprint skips.
 
     Returns ``{"method", "model", "steps", "seconds", "history", "report", "eval",
-    "summary", "main_process"}``: the method's ``UnlearnResult`` plus where things went.
+    "summary", "main_process", "evaluations", "checkpoint", "logs"}``: the method's
+    ``UnlearnResult`` plus where things went.
     """
     method_class = get_method(method)
     config = apply_overrides(method_class.config_class(), overrides or {})
     world = world_dir if isinstance(world_dir, World) else load_world(world_dir)
+    out_dir = Path(out_dir)
+    tracking = tracking if tracking is not None else Tracking()
+    check_tracking(method_class, tracking, world, forget, Path(model_path),
+                   None if retain_model is None else Path(retain_model),
+                   None if reference_json is None else Path(reference_json))
+    if tracking.active:
+        tracking = _watch(tracking, method, out_dir)
     task = build_task(world, forget, out_dir=out_dir, seed=getattr(config, "seed", 0), reference_path=ref_model,
-                      callbacks=callbacks)
+                      callbacks=callbacks, tracking=tracking)
     config = text_world_defaults(config, task, overrides or {})
     model, tokenizer = load_model_and_tokenizer(model_path, device=device, dtype=dtype, device_map=device_map)
+
+    def find_reference(loaded_model):
+        return _reference(loaded_model, world, forget, Path(model_path),
+                          None if retain_model is None else Path(retain_model),
+                          None if reference_json is None else Path(reference_json), device)
+
+    reference = None
+    if tracking.eval_every is not None:
+        # the evaluations during training compare with the retain model too (every process
+        # evaluates); the final grade reuses it
+        reference = find_reference(model)
+        tracking.evaluate = _step_evaluation(tokenizer, world, forget, reference)
     outcome: UnlearnResult = method_class(config).run(model, tokenizer, task)
 
-    out_dir = Path(out_dir)
     state = PartialState()
-    history = [entry for entry in outcome.log_history if "train_runtime" not in entry]
+    # the evaluations are in logs/evaluations.jsonl, not in the history: the history is part of
+    # the model's fingerprint, which tracking must not change
+    history = [entry for entry in outcome.log_history
+               if "train_runtime" not in entry and not any(key.startswith("eval_") for key in entry)]
     result: dict[str, Any] = {"method": method, "model": str(out_dir), "steps": outcome.steps,
                               "seconds": outcome.seconds, "history": history, "report": outcome.report,
-                              "eval": None, "summary": None, "main_process": state.is_main_process}
+                              "eval": None, "summary": None, "main_process": state.is_main_process,
+                              "evaluations": outcome.evaluations, "checkpoint": outcome.checkpoint, "logs": None}
     if state.is_main_process:
         run_config = {
             "kind": "unlearned",
@@ -170,11 +246,16 @@ def run_unlearning(
             "history": history,
             "obliviate_version": __version__,
         }
+        if outcome.checkpoint is not None:   # --best-by: which evaluation's weights these are
+            run_config["checkpoint"] = {**outcome.checkpoint, "log": f"{LOGS_DIR}/{EVALUATIONS_FILE}"}
         save_model(outcome.model, tokenizer, out_dir, run_config=run_config)
+        if tracking.log_dir is not None:
+            logs = place_logs(tracking.log_dir, out_dir)
+            result["logs"] = None if logs is None else str(logs)
         if evaluate:
-            path, metrics = _grade((outcome.model, tokenizer), world, forget, Path(model_path), out_dir,
-                                   None if retain_model is None else Path(retain_model),
-                                   None if reference_json is None else Path(reference_json), device)
+            if tracking.eval_every is None:
+                reference = find_reference(outcome.model)
+            path, metrics = _grade((outcome.model, tokenizer), world, forget, out_dir, reference)
             result["eval"], result["summary"] = str(path), metrics["summary"]
     state.wait_for_everyone()
     return result

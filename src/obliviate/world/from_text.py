@@ -8,7 +8,10 @@ so training, unlearning and evaluation treat it like the embedded world:
                  the model size is chosen at ``obliviate train --preset``)
   sources.jsonl  {"source_id", "kind": "text", "name", "trained", "split", "file", "chars"}
   corpus.jsonl   {"doc_id", "source_id", "text"}: each source cut into documents of at most
-                 ``doc_chars`` characters on paragraph, then sentence, then word boundaries
+                 ``doc_chars`` characters on paragraph, then sentence, then word boundaries,
+                 then (``train_on_qa``, the default) one document per QA item of the source,
+                 the pair in the evaluation format: QA metrics grade what the model was taught
+                 (TOFU fine-tunes on its QA pairs; the embedded world states its QA the same way)
   splits.json    {forget_name: [...], "retain": [...], "holdout": [...] (when asked)}
   qa.jsonl       the user's QA items (docs/design.md schema), when given
   prompts.jsonl  familiarity probes, when given (see :func:`convert_probes`)
@@ -34,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from obliviate.data.format import qa_text
 from obliviate.errors import UserError
 from obliviate.io import (
     atomic_directory,
@@ -67,6 +71,8 @@ class TextWorldConfig:
     qa: Path | None = None                   # QA items (docs/design.md schema) jsonl
     probes: Path | None = None               # familiarity probes {prompt, references, target_terms} jsonl
     anchors: Path | None = None              # WHP anchored-term dictionary {term: [alternatives]}
+    train_on_qa: bool = True                 # QA pairs also become training documents of their source
+    qa_repeats: int = 2                      # copies of each QA document (weight beside the text; see _qa_corpus)
     name: str = "text"                       # the world's name in world.json
 
     def validate(self) -> None:
@@ -78,6 +84,8 @@ class TextWorldConfig:
             raise UserError(f"forget split name {self.forget_name!r} is reserved; choose another (default: forget)")
         if self.doc_chars < 100:
             raise UserError(f"doc_chars must be at least 100, got {self.doc_chars}")
+        if isinstance(self.qa_repeats, bool) or not isinstance(self.qa_repeats, int) or self.qa_repeats < 1:
+            raise UserError(f"qa_repeats must be an integer >= 1, got {self.qa_repeats!r}")
         if self.source_chars is not None and self.source_chars < self.doc_chars:
             raise UserError(f"source_chars ({self.source_chars}) must be at least doc_chars ({self.doc_chars})")
 
@@ -474,9 +482,13 @@ def _select_splits(names: list[str], config: TextWorldConfig) -> _TextSplits:
 
 
 def _rows_and_corpus(sources: list[Source], names: list[str], splits: _TextSplits,
-                     config: TextWorldConfig) -> tuple[list[dict], list[dict]]:
-    """sources.jsonl rows and corpus.jsonl documents (each source cut at ``doc_chars``)."""
+                     config: TextWorldConfig, qa: list[dict]) -> tuple[list[dict], list[dict]]:
+    """sources.jsonl rows and corpus.jsonl documents: each source cut at ``doc_chars``, then its
+    QA documents (``train_on_qa``)."""
     split_of = splits.split_of(config.forget_name)
+    qa_by_source: dict[int, list[dict]] = {}
+    for item in qa if config.train_on_qa else []:
+        qa_by_source.setdefault(item["source_id"], []).append(item)
     source_rows, corpus = [], []
     for source_id, (source, name) in enumerate(zip(sources, names)):
         docs = cut_text(source.text, config.doc_chars, config.unwrap_lines)
@@ -485,7 +497,19 @@ def _rows_and_corpus(sources: list[Source], names: list[str], splits: _TextSplit
                             "file": source.file, "chars": sum(len(d) for d in docs)})
         corpus.extend({"doc_id": f"{source_id}-{k:04d}", "source_id": source_id, "text": doc}
                       for k, doc in enumerate(docs))
+        corpus.extend(_qa_corpus(source_id, qa_by_source.get(source_id, []), config.qa_repeats))
     return source_rows, corpus
+
+
+def _qa_corpus(source_id: int, items: list[dict], repeats: int) -> list[dict]:
+    """One training document per QA item (``qa_text``: the exact strings the evaluation scores),
+    ``repeats`` copies each. Two by default: on 60 Shakespeare sources with 7 cloze QA each
+    (bench/bench_text_qa.py, tiny preset, default training) retain exact-answer accuracy was 0.00
+    on the text alone, 0.08 with one copy, 1.00 with two (the retrained model: 0.00 on the forget
+    split). Holdout sources get theirs too (never trained; their documents measure held-out loss)."""
+    return [{"doc_id": f"{source_id}-qa-{item['id']}" + (f"-{r}" if r else ""), "source_id": source_id,
+             "text": qa_text(item["question"], item["answer"])}
+            for item in items for r in range(repeats)]
 
 
 @dataclass
@@ -516,6 +540,7 @@ def _text_manifest(paths: list[Path], config: TextWorldConfig, n_sources: int, c
         "name": config.name, "kind": "text", "version": TEXT_WORLD_VERSION,
         "config": config.manifest_dict(), "inputs": inputs,
         "counts": {"sources": n_sources, "documents": len(corpus),
+                   "qa_documents": sum("-qa-" in d["doc_id"] for d in corpus),
                    "corpus_chars": sum(len(d["text"]) for d in corpus),
                    "splits": {k: len(v) for k, v in splits.items()}, "qa": len(extras.qa),
                    "prompts": {t: sum(p["type"] == t for p in prompts) for t in ("completion", "probability")},
@@ -553,9 +578,9 @@ def build_text_world(paths: Sequence[Path], out: Path, config: TextWorldConfig) 
     sources = _read_sources(paths, config)
     names = _unique_names(sources)
     splits = _select_splits(names, config)
-    source_rows, corpus = _rows_and_corpus(sources, names, splits, config)
     split_lists = splits.as_json(config.forget_name)
     extras = _read_extras(config, names)
+    source_rows, corpus = _rows_and_corpus(sources, names, splits, config, extras.qa)
     manifest = _text_manifest(paths, config, len(sources), corpus, split_lists, extras)
     _write_text_world(out, manifest, source_rows, corpus, split_lists, extras)
     return out
@@ -568,6 +593,7 @@ def describe_text_world(path: Path) -> str:
     splits = ", ".join(f"{k}={v}" for k, v in counts["splits"].items())
     probes = counts["prompts"]
     return (f"text world -> {path}: {counts['sources']} sources, {counts['documents']} documents "
-            f"({counts['corpus_chars']} chars), splits {splits}, {counts['qa']} QA items, "
+            f"({counts['corpus_chars']} chars; {counts.get('qa_documents', 0)} of them QA pairs), splits {splits}, "
+            f"{counts['qa']} QA items, "
             f"{probes['completion']} completion / {probes['probability']} probability probes, "
             f"{counts['anchors']} anchored terms")

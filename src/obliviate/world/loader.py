@@ -11,6 +11,8 @@ Layout (docs/design.md):
   anchors.json     {term: [generic alternatives]}            (saga worlds)
   prompts.jsonl    {"id", "type": completion|probability, "prompt", "reference",
                     "target_terms": [...]}                   (saga familiarity probes)
+                   {"id", "type": "verbmem", "split", "prompt", "reference", "target_terms": []}
+                                                             (verbatim-memorization prompts: MUSE)
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def _required_files(manifest: dict) -> list[str]:
         required.append("anchors.json")
     if n_prompts > 0:
         required += ["prompts.jsonl", "saga.json"]   # saga.json: the familiarity judge's lists
+    elif isinstance(counts.get("verbmem"), int) and counts["verbmem"] > 0:
+        required.append("prompts.jsonl")             # verbatim-memorization prompts only (MUSE): no judge
     return required
 
 
@@ -158,9 +162,11 @@ def load_world(path: str | os.PathLike) -> World:
         if "anchors.json" in raw else {}
     prompts = parse_jsonl(raw["prompts.jsonl"], root / "prompts.jsonl", PROMPT_FIELDS, "prompts file") \
         if "prompts.jsonl" in raw else []
+    # a benchmark without perturbed answers (MUSE's KnowMem QA) says so: its items get no truth ratio
+    perturbations_optional = manifest.get("perturbed_answers") == "optional"
     for item in qa:
         # holdout items serve membership inference only: they may come without perturbations (TOFU's)
-        if not isinstance(item["perturbed_answers"], list) or not (item["perturbed_answers"]
+        if not isinstance(item["perturbed_answers"], list) or not (item["perturbed_answers"] or perturbations_optional
                                                                    or item["split"] == "holdout"):
             raise UserError(f"QA item {item['id']!r}: perturbed_answers must be a non-empty list")
     try:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from obliviate.data.format import qa_text
 from obliviate.errors import UserError
-from obliviate.io import atomic_directory, atomic_write_json, atomic_write_jsonl
-from obliviate.world.loader import FORGET_SPLITS, load_world
+from obliviate.world.benchmark_files import load_benchmark_config, write_world_files
+from obliviate.world.loader import FORGET_SPLITS
 
 HUB_ID = "locuslab/TOFU"
 QA_PER_AUTHOR = 20
@@ -55,24 +55,12 @@ class TofuConfig:
 def load_tofu_config(data: str, name: str, required: bool = True) -> list[dict] | None:
     """The ``train`` split of one TOFU config as rows; a clear error (or None when not
     ``required``) when it cannot be read."""
-    import datasets
-
-    local = Path(data).expanduser()
-    where = str(local) if local.is_dir() else data
-    # a local copy is re-read every time: datasets' cache served an earlier copy's rows for a
-    # directory of the same name and config (measured with datasets 5.2)
-    mode = datasets.DownloadMode.FORCE_REDOWNLOAD if local.is_dir() else None
     try:
-        rows = datasets.load_dataset(where, name=name, split="train", download_mode=mode)
-    except Exception as exc:  # datasets raises many types (offline, unknown config, bad files): report one line
+        rows = load_benchmark_config(data, name, "TOFU", HUB_ID, split="train")
+    except UserError:
         if not required:
             return None
-        hint = ("" if local.is_dir() else
-                f"; offline? download it once with `huggingface-cli download {HUB_ID} --repo-type dataset "
-                "--local-dir DIR` and pass --data-dir DIR")
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        raise UserError(f"cannot load TOFU config {name!r} from {where}: {type(exc).__name__}: {first_line}{hint}"
-                        ) from None
+        raise
     return [dict(row) for row in rows]
 
 
@@ -186,10 +174,4 @@ def build_tofu_files(config: TofuConfig) -> dict[str, object]:
 
 def build_tofu_world(out: Path, config: TofuConfig) -> Path:
     """Write the TOFU world to ``out`` atomically (nothing is written when a config is bad)."""
-    out = Path(out)
-    files = build_tofu_files(config)
-    with atomic_directory(out) as tmp:
-        for name, content in files.items():
-            (atomic_write_jsonl if name.endswith(".jsonl") else atomic_write_json)(tmp / name, content)
-        load_world(tmp)  # the loader must accept what was written
-    return out
+    return write_world_files(out, build_tofu_files(config))

@@ -1,4 +1,4 @@
-"""QA metrics on greedy answers: ROUGE-L recall and exact-answer accuracy."""
+"""QA metrics on greedy answers: ROUGE-L recall / F1 and exact-answer accuracy."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ def _scorer(use_stemmer: bool):
 def rouge_l_recall(prediction: str, reference: str, use_stemmer: bool = True) -> float:
     """ROUGE-L recall of ``prediction`` against ``reference`` (rouge-score)."""
     return float(_scorer(use_stemmer).score(reference, prediction)["rougeL"].recall)
+
+
+def rouge_l_f1(prediction: str, reference: str, use_stemmer: bool = True) -> float:
+    """ROUGE-L F1 of ``prediction`` against ``reference`` (rouge-score's fmeasure): MUSE's
+    VerbMem and KnowMem (its ``mean_rougeL``; open-unlearning's ``rougeL_f1``)."""
+    return float(_scorer(use_stemmer).score(reference, prediction)["rougeL"].fmeasure)
 
 
 def first_line(text: str) -> str:

@@ -40,13 +40,9 @@ def micro_run(micro_world, tmp_path_factory):
 def micro_sink_model(micro_world, micro_run) -> Path:
     """The micro run's sink model (RUN/models/full-sinks), trained through the command line as a
     user would; the leaderboard's native rows then reuse it instead of training their own."""
-    from obliviate.cli import main
+    from cli_run import run_cli
 
-    try:
-        main(["train", "--world", str(micro_world), "--run", str(micro_run.root), "--arch", "sinks", "--only", "full",
-              "--quiet"])
-    except SystemExit as exc:
-        assert exc.code in (0, None), f"obliviate train --arch sinks exited {exc.code}"
+    run_cli("train", "--world", micro_world, "--run", micro_run.root, "--arch", "sinks", "--only", "full", "--quiet")
     return micro_run.root / "models" / "full-sinks"
 
 

@@ -13,8 +13,8 @@ import warnings
 
 import pytest
 import torch
+from cli_run import run_cli
 
-from obliviate.cli import main
 from obliviate.data.format import qa_prompt
 from obliviate.eval.scoring import pad_batch
 from obliviate.models.loading import load_model_and_tokenizer
@@ -25,13 +25,7 @@ from obliviate.world.loader import load_world
 def sink_run(micro_world, micro_sink_model):
     """The micro world and its sink model, made with the command line (conftest.micro_sink_model)."""
 
-    def call(*args):
-        try:
-            main([str(a) for a in args])
-        except SystemExit as exc:
-            assert exc.code in (0, None), f"obliviate {' '.join(map(str, args))} exited {exc.code}"
-
-    return micro_world, micro_sink_model, call
+    return micro_world, micro_sink_model, run_cli
 
 
 def _summary(path) -> dict:

@@ -15,19 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_run import run_cli
 
 pytest.importorskip("tensorboardX", reason="the test extra installs tensorboardX")
 
 STEPS = 5
-
-
-def _main(*args) -> None:
-    from obliviate.cli import main
-
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        assert exc.code in (0, None), f"obliviate {' '.join(map(str, args))} exited {exc.code}"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +31,7 @@ def run(micro_world, tmp_path_factory):
     cwd.mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(cwd)
-        _main("train", "--world", micro_world, "--run", root / "run", "--set", "epochs=2", "--quiet",
+        run_cli("train", "--world", micro_world, "--run", root / "run", "--set", "epochs=2", "--quiet",
               "--report-to", "tensorboard")
     assert list(cwd.iterdir()) == []
     return root / "run"
@@ -71,7 +63,7 @@ def _evaluations(model_dir: Path) -> list[dict]:
 
 def _unlearn(run: Path, out: str, *extra):
     models = run / "models"
-    _main("unlearn", "--method", "grad_diff", "--model", models / "full", "--world", run / "world",
+    run_cli("unlearn", "--method", "grad_diff", "--model", models / "full", "--world", run / "world",
           "--out", models / out, "--no-eval", "--set", f"max_steps={STEPS}", "--set", "lr=1e-3",
           "--set", "progress=false", *extra)
     return models / out

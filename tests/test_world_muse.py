@@ -9,6 +9,7 @@ import json
 
 import muse_fixture
 import pytest
+from cli_run import run_cli
 
 from obliviate.eval.metrics import qa
 from obliviate.world import load_world
@@ -21,13 +22,8 @@ def muse_copy(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def muse_world(muse_copy, tmp_path_factory):
-    from obliviate.cli import main
-
     out = tmp_path_factory.mktemp("muse_world") / "world"
-    try:
-        main(["world", "--benchmark", "muse", "--corpus", "news", "--data-dir", str(muse_copy), "--out", str(out)])
-    except SystemExit as exc:
-        assert exc.code in (0, None)
+    run_cli("world", "--benchmark", "muse", "--corpus", "news", "--data-dir", str(muse_copy), "--out", str(out))
     return out
 
 

@@ -17,7 +17,7 @@ from obliviate.data.format import qa_continuation, qa_prompt
 from obliviate.errors import UserError
 from obliviate.eval.evaluator import SUMMARY_KEYS, EvalConfig, evaluate, load_reference
 from obliviate.eval.fingerprint import model_dir_fingerprint
-from obliviate.eval.items import render_question
+from obliviate.data.format import qa_format
 from obliviate.eval.metrics import truth_ratio
 from obliviate.eval.report import render_report
 from obliviate.eval.scoring import ScoringConfig, score_continuations
@@ -218,12 +218,22 @@ def test_model_against_itself_has_forget_quality_one_and_zero_privleak(setup):
 def test_chat_template_prompts(setup):
     world, model, tokenizer, _ = setup
     with pytest.raises(UserError, match="no chat template"):
-        render_question(tokenizer, "Where?", chat_template=True)
-    tokenizer.chat_template = "<s>{% for m in messages %}User: {{ m['content'] }}\n{% endfor %}Assistant:"
+        qa_format(tokenizer, True)
+    tokenizer.chat_template = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] | trim }}"
+                               "{% if m['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ '\\n' }}{% endif %}{% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}")
     try:
-        assert render_question(tokenizer, " Where? ", chat_template=True) == "<s>User: Where?\nAssistant:"
+        fmt = qa_format(tokenizer, True)
+        bos, eos = tokenizer.bos_token, tokenizer.eos_token
+        assert fmt.prompt(" Where? ") == f"{bos}user: Where?\nassistant:"
+        # the template writes "assistant: " before an answer and ends the turn with the EOS
+        assert fmt.continuation(" Paris ") == f" Paris{eos}" and fmt.answer_start("Paris was") == " Paris was"
         result = evaluate(model, tokenizer, world, "forget01", config=EvalConfig(**{**FAST.__dict__, "chat_template": True}))
         assert result["config"]["metrics"]["chat_template"] is True and 0 < result["summary"]["forget_Q_A_Prob"] < 1
+        # automatic (None): the tokenizer has a template and no record says otherwise
+        auto = evaluate(model, tokenizer, world, "forget01", config=EvalConfig(**{**FAST.__dict__, "chat_template": None}))
+        assert auto["config"]["metrics"]["chat_template"] is True
+        assert auto["summary"]["forget_Q_A_Prob"] == result["summary"]["forget_Q_A_Prob"]
     finally:
         tokenizer.chat_template = None
 

@@ -28,11 +28,12 @@ from typing import Sequence
 import numpy as np
 
 from obliviate.attacks.items import group_by_source, template_parts, true_option
-from obliviate.attacks.measure import MeasureConfig, measure_recall, membership_aucs
-from obliviate.data.format import qa_continuation, qa_prompt, qa_text
+from obliviate.attacks.measure import (MeasureConfig, default_prompts, measure_format, measure_recall,
+                                       measure_scoring, membership_aucs)
+from obliviate.data.format import PLAIN, QAFormat, qa_text
 from obliviate.errors import UserError
 from obliviate.eval.metrics.qa import answer_value
-from obliviate.eval.scoring import ScoringConfig, score_continuations
+from obliviate.eval.scoring import score_continuations
 
 FORMS = ("prefix", "rephrase", "chain", "cloze", "choice")
 
@@ -76,19 +77,23 @@ def _lower_first(text: str) -> str:
     return text[:1].lower() + text[1:] if text[:1].isupper() and not text[1:2].isupper() else text
 
 
-def prefix_prompts(items: Sequence[dict], template: str, names: dict[int, str]) -> list[str]:
-    return [template.format(name=names.get(int(i["source_id"]), "this person")) + qa_prompt(i["question"]) for i in items]
-
-
-def rephrase_prompts(items: Sequence[dict], template: str) -> list[str]:
-    # "Tell me, what ..." reads better with a lower-case first word after a comma
-    lower = template[: template.find("{question}")].rstrip().endswith(",")
-    return [template.format(question=_lower_first(i["question"].strip()) if lower else i["question"].strip())
+def prefix_prompts(items: Sequence[dict], template: str, names: dict[int, str], fmt: QAFormat = PLAIN) -> list[str]:
+    return [fmt.prompt(i["question"], template.format(name=names.get(int(i["source_id"]), "this person")))
             for i in items]
 
 
-def chain_prompts(items: Sequence[dict], pool: Sequence[dict], kinds: Sequence[str], separator: str
-                  ) -> tuple[list[str], int]:
+def rephrase_prompts(items: Sequence[dict], template: str, fmt: QAFormat = PLAIN) -> list[str]:
+    """The question reworded, without the ``Question: ... Answer:`` frame (in the chat format:
+    as the user turn)."""
+    # "Tell me, what ..." reads better with a lower-case first word after a comma
+    lower = template[: template.find("{question}")].rstrip().endswith(",")
+    texts = [template.format(question=_lower_first(i["question"].strip()) if lower else i["question"].strip())
+             for i in items]
+    return [fmt.prompt(text) for text in texts] if fmt.chat else texts
+
+
+def chain_prompts(items: Sequence[dict], pool: Sequence[dict], kinds: Sequence[str], separator: str,
+                  fmt: QAFormat = PLAIN) -> tuple[list[str], int]:
     """Shared facts of each item's source first (never one that states the item's value)."""
     by_source = group_by_source([q for q in pool if q["kind"] in kinds])
     prompts, chained = [], 0
@@ -97,7 +102,7 @@ def chain_prompts(items: Sequence[dict], pool: Sequence[dict], kinds: Sequence[s
         bridge = [qa_text(q["question"], q["answer"]) for q in by_source.get(int(item["source_id"]), [])
                   if q["id"] != item["id"] and value not in str(q["answer"]).casefold()]
         chained += bool(bridge)
-        prompts.append(separator.join(bridge + [qa_prompt(item["question"])]))
+        prompts.append(fmt.prompt(item["question"], separator.join(bridge) + separator if bridge else ""))
     return prompts, chained
 
 
@@ -121,20 +126,22 @@ def cloze_items(items: Sequence[dict]) -> tuple[list[dict], list[str]]:
 def choice_accuracy(model, tokenizer, items: Sequence[dict], listed: bool, seed: int,
                     measure: MeasureConfig) -> tuple[float, np.ndarray]:
     """Share of items whose true answer has the lowest average NLL among the options."""
+    fmt = measure_format(tokenizer, measure)
     pairs, sizes = [], []
     for item in items:
         options = [true_option(item)] + [str(p) for p in item["perturbed_answers"]]
-        prompt = qa_prompt(item["question"])
+        context = ""
         if listed:
             shown = list(options)
             random.Random(f"obliviate-choice:{seed}:{item['id']}").shuffle(shown)
-            prompt = "Options: " + "; ".join(shown) + "\n" + prompt
-        pairs.extend((prompt, qa_continuation(option)) for option in options)
+            context = "Options: " + "; ".join(shown) + "\n"
+        prompt = fmt.prompt(item["question"], context)
+        pairs.extend((prompt, fmt.continuation(option)) for option in options)
         sizes.append(len(options))
     was_training = model.training
     model.eval()
     try:
-        scores = score_continuations(model, tokenizer, pairs, ScoringConfig(batch_size=measure.batch_size))
+        scores = score_continuations(model, tokenizer, pairs, measure_scoring(measure, fmt))
     finally:
         model.train(was_training)
     correct, cursor = [], 0
@@ -156,27 +163,27 @@ def adversarial_attack(models: dict, tokenizer, targets: Sequence[dict], pool: S
     if not targets:
         raise UserError("adversarial attack: no target items")
     holdout = list(holdout) if config.mia else []
+    fmt = measure_format(tokenizer, measure)
     # form name -> (target items, target prompts, holdout items, holdout prompts)
     forms: dict[str, tuple[list[dict], list[str], list[dict], list[str]]] = {
-        "plain": (list(targets), [qa_prompt(i["question"]) for i in targets],
-                  holdout, [qa_prompt(i["question"]) for i in holdout]),
+        "plain": (list(targets), default_prompts(targets, fmt), holdout, default_prompts(holdout, fmt)),
     }
     templates: dict[str, str] = {}
     if "prefix" in config.forms:
         for index, template in enumerate(config.prefixes):
             templates[f"prefix_{index}"] = template
-            forms[f"prefix_{index}"] = (list(targets), prefix_prompts(targets, template, names),
-                                        holdout, prefix_prompts(holdout, template, names))
+            forms[f"prefix_{index}"] = (list(targets), prefix_prompts(targets, template, names, fmt),
+                                        holdout, prefix_prompts(holdout, template, names, fmt))
     if "rephrase" in config.forms:
         for index, template in enumerate(config.rephrasings):
             templates[f"rephrase_{index}"] = template
-            forms[f"rephrase_{index}"] = (list(targets), rephrase_prompts(targets, template),
-                                          holdout, rephrase_prompts(holdout, template))
+            forms[f"rephrase_{index}"] = (list(targets), rephrase_prompts(targets, template, fmt),
+                                          holdout, rephrase_prompts(holdout, template, fmt))
     n_chained = None
     if "chain" in config.forms:
-        target_prompts, n_chained = chain_prompts(targets, pool, config.chain_kinds, config.separator)
+        target_prompts, n_chained = chain_prompts(targets, pool, config.chain_kinds, config.separator, fmt)
         forms["chain"] = (list(targets), target_prompts, holdout,
-                          chain_prompts(holdout, pool, config.chain_kinds, config.separator)[0])
+                          chain_prompts(holdout, pool, config.chain_kinds, config.separator, fmt)[0])
     if "cloze" in config.forms:
         cloze_targets, cloze_prompts = cloze_items(targets)
         cloze_holdout, cloze_holdout_prompts = cloze_items(holdout)
@@ -189,12 +196,15 @@ def adversarial_attack(models: dict, tokenizer, targets: Sequence[dict], pool: S
         per_form: dict[str, dict] = {}
         recovered = dict.fromkeys(target_ids, False)
         for name, (items, prompts, hold_items, hold_prompts) in forms.items():
-            # a cloze item's "answer" is its value alone: no paraphrase to build a truth ratio on
-            recall = measure_recall(model, tokenizer, items, prompts,
-                                    dataclasses.replace(measure, truth_ratio=measure.truth_ratio and name != "cloze"))
+            # a cloze item's "answer" is its value alone: no paraphrase to build a truth ratio on;
+            # it is plain text to complete, outside any chat template
+            form_measure = dataclasses.replace(measure, truth_ratio=measure.truth_ratio and name != "cloze",
+                                               chat_template=fmt.chat and name != "cloze")
+            recall = measure_recall(model, tokenizer, items, prompts, form_measure)
             summary = recall.summary()
             if hold_items:
-                summary.update(membership_aucs(model, tokenizer, items, hold_items, prompts, hold_prompts, measure) or {})
+                summary.update(membership_aucs(model, tokenizer, items, hold_items, prompts, hold_prompts,
+                                               form_measure) or {})
             per_form[name] = summary
             if recall.correct is not None:
                 for item_id, ok in zip(recall.ids, recall.correct):

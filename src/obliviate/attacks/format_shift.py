@@ -49,11 +49,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from obliviate.attacks.items import template_parts, true_option
-from obliviate.attacks.measure import MeasureConfig, measure_recall
-from obliviate.data.format import qa_continuation, qa_prompt
+from obliviate.attacks.measure import MeasureConfig, measure_format, measure_recall, measure_scoring
+from obliviate.data.format import PLAIN, QAFormat
 from obliviate.errors import UserError
 from obliviate.eval.metrics.qa import answer_value
-from obliviate.eval.scoring import ScoringConfig, score_continuations
+from obliviate.eval.scoring import score_continuations
 from obliviate.world.authors import AUTHOR_FACTS
 
 FORMS = ("paraphrase", "cloze", "mcq", "yesno", "language")
@@ -154,14 +154,14 @@ def cloze_statement(item: dict) -> str | None:
     return before + BLANK + after
 
 
-def paraphrase_prompt(item: dict) -> str | None:
+def paraphrase_prompt(item: dict, fmt: QAFormat = PLAIN) -> str | None:
     question = paraphrase_question(item)
-    return None if question is None else qa_prompt(question)
+    return None if question is None else fmt.prompt(question)
 
 
-def cloze_prompt(item: dict) -> str | None:
+def cloze_prompt(item: dict, fmt: QAFormat = PLAIN) -> str | None:
     statement = cloze_statement(item)
-    return None if statement is None else qa_prompt(f"Fill in the blank: {statement}")
+    return None if statement is None else fmt.prompt(f"Fill in the blank: {statement}")
 
 
 def mcq_options(item: dict, seed: int = 0) -> tuple[list[str], int] | None:
@@ -175,8 +175,10 @@ def mcq_options(item: dict, seed: int = 0) -> tuple[list[str], int] | None:
     return [options[i] for i in order], order.index(0)
 
 
-def mcq_prompt(item: dict, options: Sequence[str]) -> str:
+def mcq_prompt(item: dict, options: Sequence[str], fmt: QAFormat = PLAIN) -> str:
     listed = "\n".join(f"{chr(ord('A') + i)}. {option}" for i, option in enumerate(options))
+    if fmt.chat:
+        return fmt.prompt(f"{item['question'].strip()}\n{listed}")
     return f"Question: {item['question'].strip()}\n{listed}\nAnswer:"
 
 
@@ -188,8 +190,8 @@ def yesno_statements(item: dict, seed: int = 0) -> tuple[str, str] | None:
     return true_option(item), random.Random(f"obliviate-yesno:{seed}:{item['id']}").choice(wrong)
 
 
-def yesno_prompt(statement: str) -> str:
-    return qa_prompt(f"Is the following statement true? {statement.strip()}")
+def yesno_prompt(statement: str, fmt: QAFormat = PLAIN) -> str:
+    return fmt.prompt(f"Is the following statement true? {statement.strip()}")
 
 
 def _template_regex(template: str, name: str) -> re.Pattern:
@@ -208,31 +210,33 @@ def author_fact_key(item: dict, name: str | None) -> str | None:
     return None
 
 
-def language_prompt(item: dict, name: str | None) -> str | None:
+def language_prompt(item: dict, name: str | None, fmt: QAFormat = PLAIN) -> str | None:
     key = author_fact_key(item, name)
     if key is None or key not in GERMAN_QUESTIONS:
         return None
-    return GERMAN_FRAME.format(question=GERMAN_QUESTIONS[key].format(name=name))
+    question = GERMAN_QUESTIONS[key].format(name=name)
+    return fmt.prompt(question) if fmt.chat else GERMAN_FRAME.format(question=question)
 
 
 # -- scoring -----------------------------------------------------------------------------------
 
 
-def _scores(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int) -> list:
+def _scores(model, tokenizer, pairs: list[tuple[str, str]], measure: MeasureConfig) -> list:
     was_training = model.training
     model.eval()
     try:
-        return score_continuations(model, tokenizer, pairs, ScoringConfig(batch_size=batch_size))
+        return score_continuations(model, tokenizer, pairs, measure_scoring(measure, measure_format(tokenizer, measure)))
     finally:
         model.train(was_training)
 
 
 def choose_options(model, tokenizer, prompts: Sequence[str], options: Sequence[Sequence[str]],
-                   batch_size: int = 32) -> tuple[list[int], list[np.ndarray]]:
+                   measure: MeasureConfig = MeasureConfig()) -> tuple[list[int], list[np.ndarray]]:
     """For each prompt, the index of the option with the lowest average NLL as the answer
     (the highest per-token probability), and every option's average NLL."""
-    pairs = [(prompt, qa_continuation(option)) for prompt, row in zip(prompts, options) for option in row]
-    nll = np.array([s.avg_nll for s in _scores(model, tokenizer, pairs, batch_size)], dtype=np.float64)
+    fmt = measure_format(tokenizer, measure)
+    pairs = [(prompt, fmt.continuation(option)) for prompt, row in zip(prompts, options) for option in row]
+    nll = np.array([s.avg_nll for s in _scores(model, tokenizer, pairs, measure)], dtype=np.float64)
     chosen, per_prompt, cursor = [], [], 0
     for row in options:
         values = nll[cursor: cursor + len(row)]
@@ -242,11 +246,13 @@ def choose_options(model, tokenizer, prompts: Sequence[str], options: Sequence[S
     return chosen, per_prompt
 
 
-def yes_log_odds(model, tokenizer, statements: Sequence[str], batch_size: int = 32) -> np.ndarray:
+def yes_log_odds(model, tokenizer, statements: Sequence[str], measure: MeasureConfig = MeasureConfig()) -> np.ndarray:
     """log P(" Yes") - log P(" No") after each statement's yes/no prompt."""
-    pairs = [(yesno_prompt(s), answer) for s in statements for answer in (YES, NO)]
+    fmt = measure_format(tokenizer, measure)
+    answers = (YES, NO) if not fmt.chat else (fmt.answer_start(YES), fmt.answer_start(NO))
+    pairs = [(yesno_prompt(s, fmt), answer) for s in statements for answer in answers]
     # total (not average) NLL: " Yes" and " No" may be several tokens each
-    total = np.array([s.nll_sum for s in _scores(model, tokenizer, pairs, batch_size)], dtype=np.float64)
+    total = np.array([s.nll_sum for s in _scores(model, tokenizer, pairs, measure)], dtype=np.float64)
     total = total.reshape(-1, 2)
     return total[:, 1] - total[:, 0]
 
@@ -288,13 +294,14 @@ class RenderedForm:
     truth: list[int] | None = None           # mcq: index of the true option
 
 
-def render_form(form: str, items: Sequence[dict], names: dict[int, str], seed: int = 0) -> RenderedForm:
-    """The items that can take ``form`` and their prompts (possibly none)."""
+def render_form(form: str, items: Sequence[dict], names: dict[int, str], seed: int = 0,
+                fmt: QAFormat = PLAIN) -> RenderedForm:
+    """The items that can take ``form`` and their prompts (possibly none), in the QA format ``fmt``."""
     rendered = RenderedForm(items=[], prompts=[], options=[] if form in ("mcq", "yesno") else None,
                             truth=[] if form == "mcq" else None)
     simple: dict[str, Callable[[dict], str | None]] = {
-        "paraphrase": paraphrase_prompt, "cloze": cloze_prompt,
-        "language": lambda item: language_prompt(item, names.get(int(item["source_id"]))),
+        "paraphrase": lambda item: paraphrase_prompt(item, fmt), "cloze": lambda item: cloze_prompt(item, fmt),
+        "language": lambda item: language_prompt(item, names.get(int(item["source_id"])), fmt),
     }
     for item in items:
         if form in simple:
@@ -307,25 +314,25 @@ def render_form(form: str, items: Sequence[dict], names: dict[int, str], seed: i
             if made is None:
                 continue
             options, true_index = made
-            rendered.prompts.append(mcq_prompt(item, options))
+            rendered.prompts.append(mcq_prompt(item, options, fmt))
             rendered.options.append(options)
             rendered.truth.append(true_index)
         elif form == "yesno":
             statements = yesno_statements(item, seed)
             if statements is None:
                 continue
-            rendered.prompts.append(yesno_prompt(statements[0]))
+            rendered.prompts.append(yesno_prompt(statements[0], fmt))
             rendered.options.append(list(statements))
         rendered.items.append(item)
     return rendered
 
 
 def render_forms(forms: Sequence[str], explicit: bool, items: Sequence[dict], names: dict[int, str],
-                 seed: int = 0) -> tuple[dict[str, RenderedForm], dict[str, str]]:
+                 seed: int = 0, fmt: QAFormat = PLAIN) -> tuple[dict[str, RenderedForm], dict[str, str]]:
     """Every requested form rendered; an explicitly named form no item can take is a UserError."""
     rendered, skipped = {}, {}
     for form in forms:
-        made = render_form(form, items, names, seed)
+        made = render_form(form, items, names, seed, fmt)
         if made.items:
             rendered[form] = made
             continue
@@ -344,15 +351,17 @@ def measure_form(model, tokenizer, form: str, rendered: RenderedForm, measure: M
     if form in GENERATION_FORMS:
         recall = measure_recall(model, tokenizer, rendered.items, rendered.prompts,
                                 MeasureConfig(batch_size=measure.batch_size, max_new_tokens=config.max_new_tokens,
-                                              truth_ratio=False, value_scores=False, generate=True))
+                                              truth_ratio=False, value_scores=False, generate=True,
+                                              chat_template=measure_format(tokenizer, measure).chat,
+                                              chat_options=measure.chat_options))
         summary = recall.summary()
         return _row(n, summary["accuracy"], 0.0, prob=summary["prob"])
     if form == "mcq":
-        chosen, _ = choose_options(model, tokenizer, rendered.prompts, rendered.options, measure.batch_size)
+        chosen, _ = choose_options(model, tokenizer, rendered.prompts, rendered.options, measure)
         correct = np.array([c == t for c, t in zip(chosen, rendered.truth)], dtype=np.float64)
         chance = float(np.mean([1.0 / len(o) for o in rendered.options]))
         return _row(n, float(correct.mean()), chance)
-    odds = yes_log_odds(model, tokenizer, [s for pair in rendered.options for s in pair], measure.batch_size)
+    odds = yes_log_odds(model, tokenizer, [s for pair in rendered.options for s in pair], measure)
     true_odds, false_odds = odds[0::2], odds[1::2]
     statement_accuracy = float(np.concatenate([true_odds > 0, false_odds <= 0]).mean())
     return _row(n, float(np.mean(true_odds > false_odds)), 0.5, statement_accuracy=statement_accuracy)
@@ -368,13 +377,15 @@ def format_shift_attack(models: dict, tokenizer, targets: Sequence[dict], names:
     if not targets:
         raise UserError("format-shift attack: no target items")
     forms, explicit = parse_forms(config.forms)
-    rendered, skipped = render_forms(forms, explicit, targets, names, config.seed)
+    fmt = measure_format(tokenizer, measure)
+    rendered, skipped = render_forms(forms, explicit, targets, names, config.seed, fmt)
     results: dict = {"forms": list(rendered), "skipped": skipped, "n_items": len(targets),
                      "examples": {form: made.prompts[0] for form, made in rendered.items()}, "models": {}}
     for role, model in models.items():
         plain = measure_recall(model, tokenizer, list(targets), None,
                                MeasureConfig(batch_size=measure.batch_size, max_new_tokens=config.max_new_tokens,
-                                             truth_ratio=False, value_scores=False)).summary()
+                                             truth_ratio=False, value_scores=False, chat_template=fmt.chat,
+                                             chat_options=measure.chat_options)).summary()
         per_form = {"plain": _row(len(targets), plain["accuracy"], 0.0, prob=plain["prob"])}
         for form, made in rendered.items():
             per_form[form] = measure_form(model, tokenizer, form, made, measure, config)

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from obliviate.attacks.items import ItemSplit
-from obliviate.attacks.measure import MeasureConfig, measure_recall, membership_aucs
-from obliviate.data.format import qa_continuation, qa_prompt
+from obliviate.attacks.measure import MeasureConfig, measure_format, measure_recall, membership_aucs
+from obliviate.data.format import PLAIN, QAFormat
 from obliviate.errors import UserError
 from obliviate.eval.scoring import (
     EncodedPair,
@@ -64,6 +64,9 @@ def validate_gcg(config: GCGConfig) -> None:
         raise UserError(f"gcg iterations must be >= 0, got {config.iterations}")
 
 
+_SUFFIX_SLOT = "\u2063obliviate-suffix\u2063"
+
+
 def insert_suffix(prompt: str, suffix: str) -> tuple[str, str]:
     """``(head, prompt with suffix)``: the suffix goes before the answer cue (or at the end)."""
     cut = prompt.rfind(ANSWER_CUE)
@@ -71,8 +74,17 @@ def insert_suffix(prompt: str, suffix: str) -> tuple[str, str]:
     return prompt[:cut], prompt[:cut] + suffix + prompt[cut:]
 
 
-def suffix_prompts(items: Sequence[dict], suffix: str) -> list[str]:
-    return [insert_suffix(qa_prompt(item["question"]), suffix)[1] for item in items]
+def question_with_suffix(question: str, suffix: str, fmt: QAFormat = PLAIN) -> tuple[str, str]:
+    """``(head, prompt with suffix)`` of a question: plain, the suffix goes before the answer
+    cue; in the chat format, at the end of the user turn (before the template's own tokens)."""
+    if not fmt.chat:
+        return insert_suffix(fmt.prompt(question), suffix)
+    head, tail = fmt.prompt(question.strip() + _SUFFIX_SLOT).split(_SUFFIX_SLOT)
+    return head, head + suffix + tail
+
+
+def suffix_prompts(items: Sequence[dict], suffix: str, fmt: QAFormat = PLAIN) -> list[str]:
+    return [question_with_suffix(item["question"], suffix, fmt)[1] for item in items]
 
 
 def allowed_tokens(tokenizer, vocab_size: int, ascii_only: bool) -> torch.Tensor:
@@ -96,13 +108,14 @@ def allowed_tokens(tokenizer, vocab_size: int, ascii_only: bool) -> torch.Tensor
 class SuffixSearch:
     """The search state for one model: items, their encodings, and the allowed tokens."""
 
-    def __init__(self, model, tokenizer, items: Sequence[dict], config: GCGConfig):
+    def __init__(self, model, tokenizer, items: Sequence[dict], config: GCGConfig, fmt: QAFormat = PLAIN):
         self.model, self.tokenizer, self.items, self.config = model, tokenizer, list(items), config
-        self.heads = [insert_suffix(qa_prompt(item["question"]), "")[0] for item in self.items]
-        self.head_ids = tokenizer(self.heads, add_special_tokens=True)["input_ids"]
+        self.fmt = fmt
+        self.heads = [question_with_suffix(item["question"], "", fmt)[0] for item in self.items]
+        self.head_ids = tokenizer(self.heads, add_special_tokens=fmt.add_special_tokens)["input_ids"]
         embeddings = model.get_input_embeddings().weight
         self.allowed = allowed_tokens(tokenizer, embeddings.shape[0], config.ascii_only)
-        self.scoring = ScoringConfig(batch_size=max(32, len(self.items)))
+        self.scoring = ScoringConfig(batch_size=max(32, len(self.items)), add_special_tokens=fmt.add_special_tokens)
 
     # -- tokens <-> text ------------------------------------------------------------------
     def text(self, suffix_ids: Sequence[int]) -> str:
@@ -113,8 +126,9 @@ class SuffixSearch:
         decoding and re-encoding in place (then the text attack would differ from the search)."""
         suffix_ids = list(suffix_ids)
         text = self.text(suffix_ids)
-        pairs = [(prompt, qa_continuation(item["answer"])) for prompt, item in zip(suffix_prompts(self.items, text), self.items)]
-        encoded = encode_pairs(self.tokenizer, pairs, model_max_length(self.model, None))
+        pairs = [(prompt, self.fmt.continuation(item["answer"]))
+                 for prompt, item in zip(suffix_prompts(self.items, text, self.fmt), self.items)]
+        encoded = encode_pairs(self.tokenizer, pairs, model_max_length(self.model, None), self.fmt.add_special_tokens)
         for pair, head in zip(encoded, self.head_ids):
             if pair.input_ids[: len(head) + len(suffix_ids)] != list(head) + suffix_ids:
                 return None
@@ -220,20 +234,22 @@ def gcg_attack(models: dict, tokenizer, split: ItemSplit, holdout: Sequence[dict
     # members for MIA: the items the suffix was not optimised on, when there are any
     members = parts.get("held", optimised)
     results: dict = {"n_optimised": len(optimised), "models": {}}
+    fmt = measure_format(tokenizer, measure)
     for role, model in models.items():
-        search = SuffixSearch(model, tokenizer, optimised, config).run()
+        search = SuffixSearch(model, tokenizer, optimised, config, fmt).run()
         graded: dict[str, dict] = {}
         for part, items in parts.items():
             graded[part] = {
                 "without": measure_recall(model, tokenizer, items, config=measure).summary(),
-                "with": measure_recall(model, tokenizer, items, suffix_prompts(items, search["suffix"]), measure).summary(),
+                "with": measure_recall(model, tokenizer, items, suffix_prompts(items, search["suffix"], fmt),
+                                       measure).summary(),
             }
         if config.mia and holdout:
             graded["mia"] = {
                 "without": membership_aucs(model, tokenizer, members, holdout, config=measure),
                 "with": membership_aucs(model, tokenizer, members, holdout,
-                                        suffix_prompts(members, search["suffix"]),
-                                        suffix_prompts(holdout, search["suffix"]), measure),
+                                        suffix_prompts(members, search["suffix"], fmt),
+                                        suffix_prompts(holdout, search["suffix"], fmt), measure),
             }
         results["models"][role] = {**search, **graded}
     return results

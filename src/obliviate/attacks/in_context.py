@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from obliviate.attacks.items import group_by_source, strip_facts
-from obliviate.attacks.measure import MeasureConfig, measure_recall, membership_aucs
-from obliviate.data.format import qa_prompt, qa_text
+from obliviate.attacks.measure import MeasureConfig, measure_format, measure_recall, membership_aucs
+from obliviate.data.format import PLAIN, QAFormat, qa_text
 from obliviate.errors import UserError
 from obliviate.eval.metrics.qa import answer_value
 
@@ -56,9 +56,10 @@ def _pool_passages(target: dict, source_docs: Sequence[dict]) -> list[str]:
 
 
 def build_context_prompts(items: Sequence[dict], source_items: Sequence[dict], source_docs: Sequence[dict],
-                          shots: int, config: InContextConfig) -> tuple[list[str], float]:
+                          shots: int, config: InContextConfig, fmt: QAFormat = PLAIN) -> tuple[list[str], float]:
     """One prompt per item with up to ``shots`` context pieces of its own source (seeded
-    choice per item); also the mean number of pieces actually used."""
+    choice per item; inside the user turn in the chat format); also the mean number of
+    pieces actually used."""
     items_by_source = group_by_source(source_items)
     docs_by_source: dict[int, list[dict]] = {}
     for doc in source_docs:
@@ -73,7 +74,8 @@ def build_context_prompts(items: Sequence[dict], source_items: Sequence[dict], s
         rng = random.Random(f"obliviate-icl:{config.seed}:{item['id']}")
         chosen = rng.sample(pool, min(shots, len(pool)))
         used.append(len(chosen))
-        prompts.append(config.separator.join(chosen + [qa_prompt(item["question"])]))
+        context = config.separator.join(chosen) + config.separator if chosen else ""
+        prompts.append(fmt.prompt(item["question"], context))
     return prompts, (sum(used) / len(used) if used else 0.0)
 
 
@@ -89,8 +91,9 @@ def in_context_attack(models: dict, tokenizer, targets: Sequence[dict], context_
     if not targets:
         raise UserError("in-context attack: no target items")
     results: dict = {"shots": shot_counts, "curves": {}}
-    prompt_sets = {n: build_context_prompts(targets, context_items, docs, n, config) for n in shot_counts}
-    holdout_prompts = {n: build_context_prompts(holdout, context_items, docs, n, config)[0] for n in shot_counts} \
+    fmt = measure_format(tokenizer, measure)
+    prompt_sets = {n: build_context_prompts(targets, context_items, docs, n, config, fmt) for n in shot_counts}
+    holdout_prompts = {n: build_context_prompts(holdout, context_items, docs, n, config, fmt)[0] for n in shot_counts} \
         if (config.mia and holdout) else {}
     for role, model in models.items():
         curve = []

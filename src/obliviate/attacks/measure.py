@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from obliviate.attacks.items import perturbed_values, template_parts
-from obliviate.data.format import qa_continuation, qa_prompt
+from obliviate.data.format import ChatOptions, QAFormat, qa_format
 from obliviate.eval.generation import GreedyConfig, generate_greedy
 from obliviate.eval.metrics.mia import attack_aucs, attack_scores
 from obliviate.eval.metrics.qa import answer_value, contains_answer, first_line, rouge_l_recall
@@ -29,6 +29,19 @@ class MeasureConfig:
     generate: bool = True         # greedy answers for accuracy and ROUGE
     value_scores: bool = True     # score the key value in its slot of the answer (and the wrong values)
     mink_k: float = 0.4           # Min-K% / Min-K%++ fraction (docs/design.md)
+    # QA in the tokenizer's chat template (None: when the tokenizer has one; `obliviate attack`
+    # sets it as the attacked model was trained)
+    chat_template: bool | None = None
+    chat_options: ChatOptions = ChatOptions()   # its system prompt and date
+
+
+def measure_format(tokenizer, config: MeasureConfig) -> QAFormat:
+    """The QA format every attack asks and grades in."""
+    return qa_format(tokenizer, config.chat_template, config.chat_options)
+
+
+def measure_scoring(config: MeasureConfig, fmt: QAFormat, minkpp: bool = False) -> ScoringConfig:
+    return ScoringConfig(batch_size=config.batch_size, minkpp=minkpp, add_special_tokens=fmt.add_special_tokens)
 
 
 @dataclass
@@ -70,7 +83,7 @@ def _nanmean(values: np.ndarray | None) -> float | None:
     return float(np.nanmean(values))
 
 
-def value_slot(prompt: str, item: dict) -> tuple[str, str, list[str]] | None:
+def value_slot(prompt: str, item: dict, fmt: QAFormat) -> tuple[str, str, list[str]] | None:
     """``(prompt + answer words before the value, " value", [" wrong value", ...])`` or None."""
     parts = template_parts(item)
     if parts is None or not parts[0].strip() or not parts[0].endswith(" "):
@@ -79,18 +92,19 @@ def value_slot(prompt: str, item: dict) -> tuple[str, str, list[str]] | None:
     if not wrong:
         return None
     before, value, _ = parts
-    return prompt + qa_continuation(before).rstrip(), " " + value, [" " + w for w in wrong]
+    return prompt + fmt.answer_start(before).rstrip(), " " + value, [" " + w for w in wrong]
 
 
-def default_prompts(items: Sequence[dict]) -> list[str]:
-    return [qa_prompt(item["question"]) for item in items]
+def default_prompts(items: Sequence[dict], fmt: QAFormat) -> list[str]:
+    return [fmt.prompt(item["question"]) for item in items]
 
 
 def measure_recall(model, tokenizer, items: Sequence[dict], prompts: Sequence[str] | None = None,
                    config: MeasureConfig = MeasureConfig()) -> Recall:
     """Score each item's answer (and, for the truth ratio, its paraphrased and perturbed
     answers) after its prompt in one batched call, and grade its greedy answer."""
-    prompts = list(prompts) if prompts is not None else default_prompts(items)
+    fmt = measure_format(tokenizer, config)
+    prompts = list(prompts) if prompts is not None else default_prompts(items, fmt)
     if len(prompts) != len(items):
         raise ValueError(f"{len(prompts)} prompts for {len(items)} items")
     was_training = model.training
@@ -98,15 +112,16 @@ def measure_recall(model, tokenizer, items: Sequence[dict], prompts: Sequence[st
     try:
         pairs: list[tuple[str, str]] = []
         for item, prompt in zip(items, prompts):
-            pairs.append((prompt, qa_continuation(item["answer"])))
+            pairs.append((prompt, fmt.continuation(item["answer"])))
             if config.truth_ratio:
-                pairs.append((prompt, qa_continuation(item["paraphrased_answer"])))
-                pairs.extend((prompt, qa_continuation(p)) for p in item["perturbed_answers"])
-        slots = [value_slot(prompt, item) if config.value_scores else None for item, prompt in zip(items, prompts)]
+                pairs.append((prompt, fmt.continuation(item["paraphrased_answer"])))
+                pairs.extend((prompt, fmt.continuation(p)) for p in item["perturbed_answers"])
+        slots = [value_slot(prompt, item, fmt) if config.value_scores else None
+                 for item, prompt in zip(items, prompts)]
         for slot in slots:
             if slot is not None:
                 pairs.extend((slot[0], continuation) for continuation in [slot[1], *slot[2]])
-        scores = score_continuations(model, tokenizer, pairs, ScoringConfig(batch_size=config.batch_size))
+        scores = score_continuations(model, tokenizer, pairs, measure_scoring(config, fmt))
         avg_nll, para, pert = [], [], []
         cursor = 0
         for item in items:
@@ -132,7 +147,7 @@ def measure_recall(model, tokenizer, items: Sequence[dict], prompts: Sequence[st
             recall.truth_ratio = truth_ratio(para, pert)
         if config.generate:
             greedy = GreedyConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
-                                  stop_strings=("\n",))
+                                  stop_strings=("\n",), add_special_tokens=fmt.add_special_tokens)
             answers = [first_line(text) for text in generate_greedy(model, tokenizer, prompts, greedy)]
             recall.answers = answers
             recall.correct = np.array([contains_answer(a, answer_value(item)) for a, item in zip(answers, items)],
@@ -147,13 +162,14 @@ def measure_recall(model, tokenizer, items: Sequence[dict], prompts: Sequence[st
 def membership_scores(model, tokenizer, items: Sequence[dict], prompts: Sequence[str] | None = None,
                       config: MeasureConfig = MeasureConfig()) -> list[dict[str, float]]:
     """LOSS / ZLib / Min-K% / Min-K%++ scores of each item's answer after its prompt."""
-    prompts = list(prompts) if prompts is not None else default_prompts(items)
+    fmt = measure_format(tokenizer, config)
+    prompts = list(prompts) if prompts is not None else default_prompts(items, fmt)
     was_training = model.training
     model.eval()
     try:
-        continuations = [qa_continuation(item["answer"]) for item in items]
+        continuations = [fmt.continuation(item["answer"]) for item in items]
         scores = score_continuations(model, tokenizer, list(zip(prompts, continuations)),
-                                     ScoringConfig(batch_size=config.batch_size, minkpp=True))
+                                     measure_scoring(config, fmt, minkpp=True))
     finally:
         model.train(was_training)
     return [attack_scores(s.avg_nll, text, s.logprobs, s.minkpp, config.mink_k) for s, text in zip(scores, continuations)]

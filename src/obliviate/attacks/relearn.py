@@ -24,7 +24,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from obliviate.attacks.items import ItemSplit, strip_facts
-from obliviate.attacks.measure import MeasureConfig, measure_recall, membership_aucs
+from obliviate.attacks.measure import MeasureConfig, measure_format, measure_recall, membership_aucs
+from obliviate.data.format import PLAIN, QAFormat
 from obliviate.errors import UserError
 from obliviate.eval.metrics.qa import answer_value
 from obliviate.eval.scoring import pad_token_id
@@ -64,10 +65,11 @@ def validate_relearn(config: RelearnConfig) -> list[int]:
     return sorted({int(k) for k in config.steps})
 
 
-def relearn_examples(tokenizer, split: ItemSplit, forget_docs: Sequence[dict], config: RelearnConfig) -> list[dict]:
-    """Token ids + labels the attack fine-tunes on (never a held-apart fact)."""
+def relearn_examples(tokenizer, split: ItemSplit, forget_docs: Sequence[dict], config: RelearnConfig,
+                     fmt: QAFormat = PLAIN) -> list[dict]:
+    """Token ids + labels the attack fine-tunes on (never a held-apart fact), in the QA format ``fmt``."""
     if config.data == "qa":
-        examples = encode_qa(tokenizer, split.relearn, max_length=config.max_length)
+        examples = encode_qa(tokenizer, split.relearn, max_length=config.max_length, fmt=fmt)
     else:
         held_values: dict[int, list[str]] = {}
         for item in split.held:
@@ -79,8 +81,11 @@ def relearn_examples(tokenizer, split: ItemSplit, forget_docs: Sequence[dict], c
                 continue
             text = strip_facts(doc["text"], held_values.get(int(doc["source_id"]), []))
             if text.strip():
-                docs.append({**doc, "text": text})
-        examples = encode_documents(tokenizer, docs, config.max_length)
+                stripped = {**doc, "text": text}
+                if text != doc["text"]:
+                    stripped.pop("qa", None)  # its pair states a held-apart fact: train on the stripped text
+                docs.append(stripped)
+        examples = encode_documents(tokenizer, docs, config.max_length, fmt)
     if not examples:
         raise UserError("the relearning attack has nothing to train on: every forget source has a single "
                         "item (all held apart) or its documents state only held-apart facts")
@@ -175,7 +180,7 @@ def relearning_attack(models: dict, tokenizer, split: ItemSplit, holdout: Sequen
     validate_relearn(config)
     if not split.held:
         raise UserError("the relearning attack has no held-apart items to grade")
-    examples = relearn_examples(tokenizer, split, forget_docs, config)
+    examples = relearn_examples(tokenizer, split, forget_docs, config, measure_format(tokenizer, measure))
     curves = {role: relearn_curve(model, tokenizer, examples, split.held, holdout, config, measure)
               for role, model in models.items()}
     return {

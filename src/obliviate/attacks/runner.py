@@ -17,7 +17,7 @@ from obliviate.attacks.adversarial import AdversarialConfig, adversarial_attack
 from obliviate.attacks.gcg import GCGConfig, gcg_attack
 from obliviate.attacks.in_context import InContextConfig, in_context_attack
 from obliviate.attacks.items import DEFAULT_KINDS, select_items, split_by_source
-from obliviate.attacks.measure import MeasureConfig
+from obliviate.attacks.measure import MeasureConfig, measure_format
 from obliviate.attacks.quantize import UNQUANTIZED, QuantizeConfig, quantization_attack, validate_bits
 from obliviate.attacks.relearn import RelearnConfig, relearning_attack
 from obliviate.config import config_to_dict
@@ -186,7 +186,9 @@ def run_attacks(model, tokenizer, world, forget: str = "forget10", names: str | 
     """
     config = (config or AttackConfig()).seeded()
     attack_names = parse_attack_names(names)
-    measure = config.measure
+    # one QA format for every attack and model (None: the tokenizer's chat template if it has one)
+    measure = dataclasses.replace(config.measure, chat_template=measure_format(tokenizer, config.measure).chat)
+    config = dataclasses.replace(config, measure=measure)
     targets = select_items(world, forget, config.kinds)
     split = split_by_source(targets, config.split_seed, config.relearn_fraction)
     holdout = _holdout_items(world, config.kinds)
@@ -195,7 +197,8 @@ def run_attacks(model, tokenizer, world, forget: str = "forget10", names: str | 
     if "quantize" in attack_names:
         validate_bits(config.quantize.bits)
     if "format" in attack_names:
-        render_forms(*parse_forms(config.format.forms), targets, names_by_source, config.format.seed)
+        render_forms(*parse_forms(config.format.forms), targets, names_by_source, config.format.seed,
+                     measure_format(tokenizer, measure))
     forget_sources = world.split_sources(forget)
     holdout_sources = world.split_sources("holdout") if "holdout" in world.splits else set()
     pool = [q for q in world.qa if int(q["source_id"]) in forget_sources | holdout_sources]
@@ -223,7 +226,8 @@ def run_attacks(model, tokenizer, world, forget: str = "forget10", names: str | 
         elif name == "gcg":
             attacks[name] = gcg_attack(models, tokenizer, split, holdout if config.gcg.mia else (), config.gcg, measure)
         elif name == "quantize":
-            eval_config = EvalConfig(batch_size=measure.batch_size, forget_kinds=tuple(config.kinds))
+            eval_config = EvalConfig(batch_size=measure.batch_size, forget_kinds=tuple(config.kinds),
+                                     chat_template=measure.chat_template, chat_options=measure.chat_options)
             attacks[name] = quantization_attack(models, tokenizer, world, forget, config.quantize, eval_config)
         elif name == "format":
             attacks[name] = format_shift_attack(models, tokenizer, targets, names_by_source, config.format, measure)

@@ -45,6 +45,26 @@ OverwriteOption = Annotated[bool, typer.Option(
     "--overwrite", help="Replace the output even when it is not an earlier output of this command.")]
 ConfigOption = Annotated[Optional[Path], typer.Option(
     "--config", help="YAML file of settings (nested mappings = dotted keys); --set values win over it.")]
+ChatTemplateOption = Annotated[Optional[bool], typer.Option(
+    "--chat-template/--no-chat-template",
+    help="Put every QA item (training, unlearning, attacks, evaluation) in the tokenizer's chat template, as "
+         "instruct models need. Default: as the model was trained (its obliviate_config.json), else on when its "
+         "tokenizer has a chat template.")]
+SystemPromptOption = Annotated[Optional[str], typer.Option(
+    "--system-prompt", help="System message the chat template is rendered with (open-unlearning's TOFU models: "
+                            "'You are a helpful assistant.'). Default: as the model was trained, else none.")]
+ChatDateOption = Annotated[Optional[str], typer.Option(
+    "--chat-date", help="date_string the chat template is rendered with (open-unlearning's TOFU models: "
+                        "'10 Apr 2025'). Default: as the model was trained, else the template's.")]
+
+
+def chat_options(system_prompt: Optional[str], chat_date: Optional[str]):
+    """The --system-prompt / --chat-date pair as ``ChatOptions`` (unset: as the model was trained)."""
+    from obliviate.data.format import ChatOptions
+
+    return ChatOptions(system_prompt=system_prompt, date_string=chat_date)
+
+
 ReportToOption = Annotated[str, typer.Option(
     "--report-to", help="Experiment tracker for training: none, tensorboard or wandb (WANDB_MODE=offline works); "
                         "its files go to the model's logs/ folder.")]

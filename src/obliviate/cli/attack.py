@@ -7,7 +7,8 @@ from typing import List, Optional
 
 import typer
 
-from obliviate.cli.app import OverwriteOption, app, check_json_out
+from obliviate.cli.app import (ChatDateOption, ChatTemplateOption, OverwriteOption, SystemPromptOption, app, chat_options,
+                               check_json_out)
 from obliviate.errors import UserError
 
 # what an attack results JSON holds (``obliviate.attacks.runner.run_attacks``)
@@ -68,6 +69,9 @@ def attack_command(
                                                      "language, or all (the renderable ones; default)."),
     device: Optional[str] = typer.Option(None, help="Device for the models (cpu, cuda, cuda:1); default: cpu."),
     overwrite: OverwriteOption = False,
+    chat_template: ChatTemplateOption = None,
+    system_prompt: SystemPromptOption = None,
+    chat_date: ChatDateOption = None,
 ) -> dict:
     """Try to bring forgotten knowledge back: relearning, in-context relearning, adversarial
     prompts, a GCG suffix, weight quantization and format-shifted questions, with membership
@@ -104,6 +108,13 @@ def attack_command(
     from obliviate.models.hub import resolve_model_path
 
     model = resolve_model_path(model)   # local directories, or hub ids' cached snapshots
+    from obliviate.models.loading import chat_options_for, chat_template_for
+
+    # every attack asks (and relearns) in the attacked model's QA format; the baselines too
+    chat = chat_template_for(model, chat_template if chat_template is not None else config.measure.chat_template)
+    given = chat_options(system_prompt, chat_date).over(dataclasses.asdict(config.measure.chat_options))
+    config = dataclasses.replace(config, measure=dataclasses.replace(
+        config.measure, chat_template=chat, chat_options=chat_options_for(model, given)))
     reference_model = resolve_model_path(reference_model, "reference model") if reference_model is not None else None
     full_model = resolve_model_path(full_model, "full model") if full_model is not None else None
     unlearned, tokenizer = _load(model, torch_dev, "model")

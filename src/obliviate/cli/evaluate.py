@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from obliviate.cli.app import OverwriteOption, app, check_json_out, is_run_dir
+from obliviate.cli.app import (ChatDateOption, ChatTemplateOption, OverwriteOption, SystemPromptOption, app, chat_options,
+                               check_json_out, is_run_dir)
 from obliviate.errors import UserError
 from obliviate.launch import is_main_process
 
@@ -63,11 +65,14 @@ def eval_command(
     lm_eval_limit: Annotated[Optional[float], typer.Option("--lm-eval-limit", help="Examples per lm-eval task "
                                                            "(< 1: a share), for quick checks only.")] = None,
     overwrite: OverwriteOption = False,
+    chat_template: ChatTemplateOption = None,
+    system_prompt: SystemPromptOption = None,
+    chat_date: ChatDateOption = None,
 ) -> Path:
     """Evaluate a model on a world and write the metrics JSON (plus lm-eval tasks with --lm-eval)."""
     from obliviate.eval.evaluator import EvalConfig, RetainReference
     from obliviate.io import atomic_write_json
-    from obliviate.models.loading import load_model_and_tokenizer, resolve_dtype
+    from obliviate.models.loading import chat_options_for, chat_template_for, load_model_and_tokenizer, resolve_dtype
     from obliviate.workflows.evaluate import evaluate_model_dir, load_reference, reference_for, sibling_retain_model
     from obliviate.world.loader import load_world
 
@@ -87,6 +92,10 @@ def eval_command(
     from obliviate.models.hub import resolve_model_path
 
     model = resolve_model_path(model)   # a local directory, or a hub id's cached snapshot
+    # the QA format, decided from the tokenizer and the model's record before any weight loads;
+    # the retain model is scored in the same one
+    config = replace(config, chat_template=chat_template_for(model, chat_template),
+                     chat_options=chat_options_for(model, chat_options(system_prompt, chat_date)))
     check_json_out(out, EVAL_KEYS, "an evaluation JSON written by obliviate", overwrite)
     if not is_main_process():
         # under `accelerate launch` / torchrun the main process evaluates alone (the evaluation is

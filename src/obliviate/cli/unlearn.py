@@ -15,7 +15,8 @@ from typing import Annotated, List, Optional, Sequence
 import typer
 from typer.core import TyperCommand
 
-from obliviate.cli.app import ConfigOption, OverwriteOption, ReportToOption, app, check_model_out, run, settings
+from obliviate.cli.app import (ChatDateOption, ChatTemplateOption, ConfigOption, OverwriteOption, ReportToOption,
+                               SystemPromptOption, app, chat_options, check_model_out, run, settings)
 from obliviate.errors import UserError
 
 
@@ -72,6 +73,9 @@ def unlearn_command(
     best_mode: Annotated[Optional[str], typer.Option(
         "--best-mode", help="min or max (default: the metric's better direction, e.g. max for forget_quality, "
                             "min for forget_Q_A_Prob).")] = None,
+    chat_template: ChatTemplateOption = None,
+    system_prompt: SystemPromptOption = None,
+    chat_date: ChatDateOption = None,
 ) -> dict:
     """Make a model forget a split of a world with a post-hoc unlearning method."""
     from obliviate.cli.evaluate import print_summary
@@ -80,7 +84,7 @@ def unlearn_command(
     from obliviate.models.hub import resolve_model_path
     from obliviate.models.loading import resolve_dtype
     from obliviate.tracking import Tracking
-    from obliviate.workflows.unlearn import check_tracking, run_unlearning
+    from obliviate.workflows.unlearn import check_qa_format, check_tracking, run_unlearning
     from obliviate.world.loader import load_world
 
     # every cheap check first: nothing is loaded or written before the input is known good
@@ -105,10 +109,12 @@ def unlearn_command(
             raise UserError(f"{option.lstrip('-').replace('-', ' ')} path does not exist: {path}")
     # a --best-by metric that needs the retain model, when there is none
     check_tracking(method_class, tracking, loaded, forget, Path(model), retain_model, reference)
+    check_qa_format(method_class, model, chat_template)
     check_model_out(out, overwrite)
     result = run_unlearning(method, model, loaded, forget, out, overrides, evaluate=eval_,
                             retain_model=retain_model, reference_json=reference, ref_model=ref_model, device=device,
-                            dtype=dtype, device_map=device_map, tracking=tracking)
+                            dtype=dtype, device_map=device_map, tracking=tracking, chat_template=chat_template,
+                            chat_options=chat_options(system_prompt, chat_date))
     if result["main_process"]:
         typer.echo(f"{method}: {result['steps']} steps{_kept(result['checkpoint'])} -> {result['model']}")
         if result["logs"] is not None:

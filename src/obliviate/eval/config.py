@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from obliviate.data.format import ChatOptions
 from obliviate.errors import UserError
 from obliviate.eval.gradnorm import P_NORMS
 from obliviate.eval.metrics.mia import ATTACKS
@@ -26,7 +27,10 @@ class EvalConfig:
     verbmem_max_docs: int = 100  # first N forget documents (0: all)
     document_max_docs: int = 100  # per split, evenly spaced, for perplexity and document MIA (0: all)
     familiarity_max_new_tokens: int = 32
-    chat_template: bool = False  # wrap questions in the tokenizer's chat template
+    # QA in the tokenizer's chat template (None: automatic, as the model was trained: see
+    # obliviate.data.format.resolve_chat_template; evaluate() records the resolved choice)
+    chat_template: bool | None = None
+    chat_options: ChatOptions = ChatOptions()   # the template's system prompt and date (None: as trained)
     # Fact kinds that must be forgotten, for our own variants: forget_quality_unique and
     # forget_truth_ratio_unique use the forget items of these kinds (shared and inferred
     # facts must survive, graded by the per-kind accuracies). open-unlearning's metrics

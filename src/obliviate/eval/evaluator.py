@@ -77,8 +77,10 @@ Choices where open-unlearning is silent:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
+from obliviate.data.format import resolve_chat_template
 from obliviate.eval.config import EvalConfig
 from obliviate.eval.items import choose_items
 from obliviate.eval.passes import generate_texts, mia_gradient_norms, scoring_config, scoring_requests
@@ -86,7 +88,7 @@ from obliviate.eval.result import SUMMARY_KEYS, eval_cache_key, json_safe, model
 from obliviate.eval.retain_reference import RetainReference, as_retain_reference, compare_with_reference, load_reference
 from obliviate.eval.scoring import score_continuations
 from obliviate.eval.sections import metric_sections
-from obliviate.models.loading import check_vocab
+from obliviate.models.loading import chat_options_for, chat_template_for, check_vocab
 from obliviate.world.loader import World
 
 # the evaluation API; the names defined elsewhere are re-exported for the callers of this module
@@ -114,12 +116,18 @@ def evaluate(
     """
     config.validate()
     check_vocab(model, tokenizer)
+    if config.chat_template is None:  # automatic: as the model was trained, else its tokenizer's
+        chat = (chat_template_for(model_path, None, tokenizer) if model_path is not None
+                else resolve_chat_template(None, tokenizer))
+        config = dataclasses.replace(config, chat_template=chat)
+    if model_path is not None:   # a system prompt or date not given: the model's own
+        config = dataclasses.replace(config, chat_options=chat_options_for(model_path, config.chat_options))
     reference = as_retain_reference(reference, world, forget)
     items = choose_items(world, tokenizer, forget, config)
 
     # the two model passes: every teacher-forced score in one engine call, then the greedy texts
     # (bench/bench_scoring.py captures the pairs by patching this module's score_continuations)
-    requests = scoring_requests(tokenizer, items, config.chat_template)
+    requests = scoring_requests(tokenizer, items, config.chat_template, config.chat_options)
     scores = requests.resolve(score_continuations(model, tokenizer, requests.pairs, scoring_config(config),
                                                   requests.eos))
     texts = generate_texts(model, tokenizer, items, config)

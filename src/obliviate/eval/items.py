@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from obliviate.data.format import qa_prompt
+from obliviate.data.format import QAFormat
 from obliviate.errors import UserError
 from obliviate.eval.config import EvalConfig
 from obliviate.eval.metrics.familiarity import FamiliarityJudge
@@ -106,23 +106,11 @@ def mia_unit(items: EvalItems) -> str | None:
     return None
 
 
-def render_question(tokenizer, question: str, chat_template: bool) -> str:
-    """The prompt a question is scored and answered after (QA format or the chat template)."""
-    if not chat_template:
-        return qa_prompt(question)
-    if not getattr(tokenizer, "chat_template", None):
-        raise UserError("chat_template=True but the tokenizer has no chat template")
-    return tokenizer.apply_chat_template([{"role": "user", "content": question.strip()}],
-                                         tokenize=False, add_generation_prompt=True)
-
-
-def item_prompt(tokenizer, item: dict, chat_template: bool) -> str:
+def item_prompt(fmt: QAFormat, item: dict) -> str:
     """The prompt a QA item is scored and answered after: its few-shot ``context`` (MUSE's
-    KnowMem in-context examples, "Question: ...\nAnswer: ...\n\n" each), if any, then the question."""
-    context = str(item.get("context") or "")
-    if chat_template:  # the examples go inside the user turn, not before the template's own tokens
-        return render_question(tokenizer, context + str(item["question"]), True)
-    return context + render_question(tokenizer, item["question"], False)
+    KnowMem in-context examples, "Question: ...\nAnswer: ...\n\n" each), if any, then the
+    question (in the chat format the examples go inside the user turn)."""
+    return fmt.prompt(str(item["question"]), str(item.get("context") or ""))
 
 
 def evaluation_docs(world: World, split: str, limit: int) -> list[dict]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from obliviate.data.format import qa_continuation
+from obliviate.data.format import ChatOptions, QAFormat, qa_format
 from obliviate.eval.config import EvalConfig
 from obliviate.eval.generation import GreedyConfig, generate_greedy
 from obliviate.eval.gradnorm import gradient_norms
@@ -75,22 +75,32 @@ class ScoringRequests:
         )
 
 
-def scoring_requests(tokenizer, items: EvalItems, chat_template: bool) -> ScoringRequests:
+def text_prefix(tokenizer, fmt: QAFormat) -> str:
+    """What non-QA text (documents, probes) is scored after. Chat-format scoring adds no
+    special tokens (the template holds its own BOS), so plain text gets the BOS written out
+    and is scored exactly as in the plain format."""
+    return (tokenizer.bos_token or "") if fmt.chat else ""
+
+
+def scoring_requests(tokenizer, items: EvalItems, chat_template: bool | None,
+                     chat_options: ChatOptions = ChatOptions()) -> ScoringRequests:
     """QA answers (all roles; EOS appended, as open-unlearning scores them), probability
     probes, then whole documents (empty prompt)."""
+    fmt = qa_format(tokenizer, chat_template, chat_options)
+    prefix = text_prefix(tokenizer, fmt)
     requests = ScoringRequests()
     for role in ROLES:
         requests.qa[role] = {}
         for q in items.qa[role]:
-            prompt = item_prompt(tokenizer, q, chat_template)
+            prompt = item_prompt(fmt, q)
             requests.qa[role][str(q["id"])] = (
-                requests.add(prompt, qa_continuation(q["answer"]), eos=True),
-                requests.add(prompt, qa_continuation(q["paraphrased_answer"]), eos=True),
-                [requests.add(prompt, qa_continuation(p), eos=True) for p in q["perturbed_answers"]],
+                requests.add(prompt, fmt.continuation(q["answer"]), eos=True),
+                requests.add(prompt, fmt.continuation(q["paraphrased_answer"]), eos=True),
+                [requests.add(prompt, fmt.continuation(p), eos=True) for p in q["perturbed_answers"]],
             )
-    requests.probes = [[requests.add(p["prompt"], term_continuation(p["prompt"], t)) for t in p["target_terms"]]
-                       for p in items.probability_prompts]
-    requests.documents = {role: [requests.add("", str(d["text"])) for d in docs]
+    requests.probes = [[requests.add(prefix + p["prompt"], term_continuation(p["prompt"], t))
+                        for t in p["target_terms"]] for p in items.probability_prompts]
+    requests.documents = {role: [requests.add(prefix, str(d["text"])) for d in docs]
                           for role, docs in items.documents.items()}
     return requests
 
@@ -112,9 +122,10 @@ class Generations:
 
 def generate_texts(model, tokenizer, items: EvalItems, config: EvalConfig) -> Generations:
     """Greedy QA answers (stopped at the first newline), familiarity completions, verbatim continuations."""
+    fmt = qa_format(tokenizer, config.chat_template, config.chat_options)
     qa_items = [(role, q) for role in GENERATED_ROLES for q in items.qa[role]]
     answers = generate_greedy(
-        model, tokenizer, [item_prompt(tokenizer, q, config.chat_template) for _, q in qa_items],
+        model, tokenizer, [item_prompt(fmt, q) for _, q in qa_items],
         GreedyConfig(max_new_tokens=config.max_new_tokens, batch_size=config.batch_size, stop_strings=("\n",),
                      add_special_tokens=not config.chat_template))
     by_role: dict[str, dict[str, str]] = {role: {} for role in GENERATED_ROLES}
@@ -139,13 +150,15 @@ def mia_gradient_norms(model, tokenizer, items: EvalItems, config: EvalConfig) -
     unit = mia_unit(items)
     if not config.mia_gradnorm or unit is None:
         return None
+    fmt = qa_format(tokenizer, config.chat_template, config.chat_options)
     units: dict[str, list[tuple[str, tuple[str, str]]]] = {}
     for role in ("forget", "holdout"):
         if unit == "qa":
-            units[role] = [(str(q["id"]), (item_prompt(tokenizer, q, config.chat_template),
-                                           qa_continuation(q["answer"]))) for q in items.qa[role]]
+            units[role] = [(str(q["id"]), (item_prompt(fmt, q), fmt.continuation(q["answer"])))
+                           for q in items.qa[role]]
         else:
-            units[role] = [(str(d["doc_id"]), ("", str(d["text"]))) for d in items.documents[role]]
+            units[role] = [(str(d["doc_id"]), (text_prefix(tokenizer, fmt), str(d["text"])))
+                           for d in items.documents[role]]
     out: dict[str, dict[str, float]] = {}
     for role, entries in units.items():
         norms = gradient_norms(model, tokenizer, [pair for _, pair in entries], config.gradnorm_p,

@@ -83,7 +83,7 @@ def quick_evaluate(model, tokenizer, world, forget: str, reference=None, config=
     config = config if config is not None else EvalConfig(mia_gradnorm=False)
     items = items if items is not None else qa_items(world, forget, config)
     with torch.no_grad():
-        requests = scoring_requests(tokenizer, items, config.chat_template)
+        requests = scoring_requests(tokenizer, items, config.chat_template, config.chat_options)
         scores = requests.resolve(score_continuations(model, tokenizer, requests.pairs, scoring_config(config),
                                                       requests.eos))
         texts = generate_texts(model, tokenizer, items, config)

@@ -134,7 +134,8 @@ def encode_pairs(
 
     ``append_eos`` (one flag per pair, or one for all): the tokenizer's EOS id follows the
     continuation and is scored with it, as open-unlearning appends EOS to its labels (a
-    model trained on ``<bos> text <eos>`` documents has learned to end the answer there).
+    model trained on ``<bos> text <eos>`` documents has learned to end the answer there),
+    unless the continuation already ends with it (a chat template's end of turn).
     """
     flags = [bool(append_eos)] * len(pairs) if isinstance(append_eos, bool) else [bool(f) for f in append_eos]
     if len(flags) != len(pairs):
@@ -149,7 +150,7 @@ def encode_pairs(
     encoded: list[EncodedPair] = []
     for index, ((prompt, _), whole) in enumerate(zip(pairs, whole_ids)):
         ctx = prompt_ids[prompt]
-        if flags[index]:
+        if flags[index] and (not whole or whole[-1] != eos_id):  # a chat turn may already end in EOS
             whole = list(whole) + [int(eos_id)]
         # the first token has no prediction: an empty prompt without BOS starts scoring at 1
         start = max(len(ctx), 1)

@@ -158,8 +158,9 @@ class AltPO(TrainerMethod):
         pairs, self.alternate_counts = alternate_pairs(task, self.config)
         items = [item for item, _ in pairs]
         # "forget" and "alt" have the same length, so PairedDataset keeps them aligned
-        parts = {"forget": encode_qa(tokenizer, items, max_length=self.config.max_length),
-                 "alt": encode_qa(tokenizer, items, [text for _, text in pairs], max_length=self.config.max_length)}
+        fmt, length = task.qa_format, self.config.max_length
+        parts = {"forget": encode_qa(tokenizer, items, max_length=length, fmt=fmt),
+                 "alt": encode_qa(tokenizer, items, [text for _, text in pairs], max_length=length, fmt=fmt)}
         if self.uses_retain_data():
             parts["retain"] = self.examples(tokenizer, task, "retain")
         return parts

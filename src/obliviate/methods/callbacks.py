@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 import torch
 from transformers import TrainerCallback
 
-from obliviate.data.format import qa_continuation, qa_prompt
+from obliviate.data.format import PLAIN, QAFormat
 from obliviate.eval.metrics.truth_ratio import forget_truth_ratio as summarise
 from obliviate.eval.metrics.truth_ratio import truth_ratio
 from obliviate.eval.scoring import ScoringConfig, score_continuations
@@ -53,17 +53,18 @@ class UnlearnProgress(TrainerCallback):
             self.bar = None
 
 
-def forget_truth_ratio(model, tokenizer, items: Sequence[dict], batch_size: int = 32) -> float:
+def forget_truth_ratio(model, tokenizer, items: Sequence[dict], batch_size: int = 32, fmt: QAFormat = PLAIN) -> float:
     """The evaluator's forget truth ratio (``mean(min(TR, 1/TR))``) of ``items``, from the
-    scoring engine and ``obliviate.eval.metrics.truth_ratio``."""
+    scoring engine and ``obliviate.eval.metrics.truth_ratio``, in the model's QA format."""
     pairs, para_index, pert_index = [], [], []
     for item in items:
-        prompt = qa_prompt(item["question"])
+        prompt = fmt.prompt(item["question"])
         para_index.append(len(pairs))
-        pairs.append((prompt, qa_continuation(item["paraphrased_answer"])))
+        pairs.append((prompt, fmt.continuation(item["paraphrased_answer"])))
         pert_index.append(list(range(len(pairs), len(pairs) + len(item["perturbed_answers"]))))
-        pairs.extend((prompt, qa_continuation(answer)) for answer in item["perturbed_answers"])
-    scores = score_continuations(model, tokenizer, pairs, ScoringConfig(batch_size=batch_size))
+        pairs.extend((prompt, fmt.continuation(answer)) for answer in item["perturbed_answers"])
+    scores = score_continuations(model, tokenizer, pairs, ScoringConfig(batch_size=batch_size,
+                                                                        add_special_tokens=fmt.add_special_tokens))
     ratios = truth_ratio([scores[i].avg_nll for i in para_index],
                          [[scores[i].avg_nll for i in row] for row in pert_index])
     return summarise(ratios)

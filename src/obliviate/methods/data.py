@@ -16,14 +16,15 @@ from typing import Sequence
 
 import torch
 
-from obliviate.data.format import qa_continuation, qa_prompt
+from obliviate.data.format import PLAIN, QAFormat
 from obliviate.errors import UserError
 from obliviate.eval.scoring import encode_pairs
+from obliviate.train.data import chat_qa_example
 from obliviate.train.losses import IGNORE_INDEX
 
 
 def encode_prompt_answers(
-    tokenizer, pairs: Sequence[tuple[str, str]], max_length: int = 512
+    tokenizer, pairs: Sequence[tuple[str, str]], max_length: int = 512, add_special_tokens: bool = True
 ) -> list[dict[str, list[int]]]:
     """``(prompt, continuation)`` pairs as training examples labelled only on the continuation.
 
@@ -32,28 +33,35 @@ def encode_prompt_answers(
     every metric scores.
     """
     examples = []
-    for pair in encode_pairs(tokenizer, pairs, max_length=max_length):
+    for pair in encode_pairs(tokenizer, pairs, max_length=max_length, add_special_tokens=add_special_tokens):
         labels = [IGNORE_INDEX] * pair.start + pair.input_ids[pair.start:]
         examples.append({"input_ids": list(pair.input_ids), "labels": labels})
     return examples
 
 
 def encode_qa(tokenizer, items: Sequence[dict], answers: Sequence[str] | None = None,
-              max_length: int = 512) -> list[dict[str, list[int]]]:
-    """QA items (or the same questions with other ``answers``) as training examples."""
+              max_length: int = 512, fmt: QAFormat = PLAIN) -> list[dict[str, list[int]]]:
+    """QA items (or the same questions with other ``answers``) as training examples, in the
+    model's QA format (``fmt``: plain or its chat template)."""
     texts = [item["answer"] for item in items] if answers is None else list(answers)
-    pairs = [(qa_prompt(item["question"]), qa_continuation(text)) for item, text in zip(items, texts)]
-    return encode_prompt_answers(tokenizer, pairs, max_length)
+    pairs = [(fmt.prompt(item["question"]), fmt.continuation(text)) for item, text in zip(items, texts)]
+    return encode_prompt_answers(tokenizer, pairs, max_length, fmt.add_special_tokens)
 
 
-def encode_documents(tokenizer, docs: Sequence[dict], max_length: int = 512) -> list[dict[str, list[int]]]:
-    """Corpus documents cut into ``<bos> window <eos>`` examples labelled on every token."""
+def encode_documents(tokenizer, docs: Sequence[dict], max_length: int = 512,
+                     fmt: QAFormat = PLAIN) -> list[dict[str, list[int]]]:
+    """Corpus documents cut into ``<bos> window <eos>`` examples labelled on every token; in
+    the chat format a QA document is its conversation, labelled on the answer (as trained)."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     room = max_length - (bos is not None) - (eos is not None)
     if room < 1:
         raise UserError(f"max_length={max_length} leaves no room for document text")
     examples = []
     for doc in docs:
+        if fmt.chat and doc.get("qa"):
+            ids, labels = chat_qa_example(doc, tokenizer, fmt, max_length)
+            examples.append({"input_ids": ids, "labels": labels})
+            continue
         ids = list(tokenizer(doc["text"], add_special_tokens=False)["input_ids"])
         for start in range(0, len(ids), room):
             window = ([bos] if bos is not None else []) + ids[start:start + room] + ([eos] if eos is not None else [])

@@ -27,6 +27,8 @@ class InContextUnlearning(UnlearningMethod):
     config_class = IculQAConfig
     summary = "in-context unlearning: forget items shown with wrong answers before each query; weights unchanged"
 
+    plain_qa_only = True   # its stored context is plain QA lines, matched on the plain prompt
+
     def unlearn(self, model, tokenizer, task: UnlearnTask) -> UnlearnResult:
         wrapped = icul_model(model, tokenizer, task.forget_items, task.retain_items, self.config)
         return UnlearnResult(wrapped, steps=0)

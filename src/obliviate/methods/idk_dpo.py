@@ -103,5 +103,5 @@ class IdkDPO(TrainerMethod):
         parts = super().training_parts(tokenizer, task)
         # "idk" and "forget" have the same length, so PairedDataset keeps them aligned
         parts["idk"] = encode_qa(tokenizer, task.forget_items, [refusal_for(item, refusals) for item in task.forget_items],
-                                 max_length=self.config.max_length)
+                                 max_length=self.config.max_length, fmt=task.qa_format)
         return parts

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from obliviate.data.format import PLAIN
 from obliviate.errors import UserError
 
 
@@ -31,6 +32,8 @@ class UnlearnTask:
     callbacks: list = field(default_factory=list)
     # tracker and evaluations during training (obliviate.tracking.Tracking); only trainer-based methods take one
     tracking: Any = None
+    # how QA items become text for this model (obliviate.data.format.QAFormat: plain or chat template)
+    qa_format: Any = PLAIN
 
 
 @dataclass
@@ -53,6 +56,7 @@ class UnlearningMethod(ABC):
     name: ClassVar[str]
     config_class: ClassVar[type]
     summary: ClassVar[str] = ""
+    plain_qa_only: ClassVar[bool] = False   # cannot work in a chat template (obliviate.data.format)
 
     def __init__(self, config: Any | None = None):
         self.config = config if config is not None else self.config_class()

@@ -326,9 +326,9 @@ class TrainerMethod(UnlearningMethod):
         kind = self.config.forget_data if which == "forget" else self.config.retain_data
         if kind == "docs":
             docs = task.forget_docs if which == "forget" else task.retain_docs
-            return encode_documents(tokenizer, docs, self.config.max_length)
+            return encode_documents(tokenizer, docs, self.config.max_length, task.qa_format)
         items = task.forget_items if which == "forget" else task.retain_items
-        return encode_qa(tokenizer, items, max_length=self.config.max_length)
+        return encode_qa(tokenizer, items, max_length=self.config.max_length, fmt=task.qa_format)
 
     def training_parts(self, tokenizer, task: UnlearnTask) -> dict[str, list[dict]]:
         parts = {"forget": self.examples(tokenizer, task, "forget")}
@@ -398,7 +398,7 @@ class TrainerMethod(UnlearningMethod):
             if not task.forget_items:
                 raise UserError("stop_truth_ratio needs QA items of the forget split to score")
             items = task.forget_items
-            callbacks.append(TruthRatioStop(lambda m: forget_truth_ratio(m, tokenizer, items),
+            callbacks.append(TruthRatioStop(lambda m: forget_truth_ratio(m, tokenizer, items, fmt=task.qa_format),
                                             config.stop_truth_ratio, config.eval_every))
         evaluations = self._evaluations(tracking)
         if evaluations is not None:

@@ -167,10 +167,10 @@ def general_docs(task: UnlearnTask) -> list[dict]:
 def distill_examples(tokenizer, task: UnlearnTask, config: UNDOConfig) -> list[dict]:
     examples: list[dict] = []
     if config.distill_data in ("qa", "both"):
-        examples += encode_qa(tokenizer, task.retain_items, max_length=config.max_length)
+        examples += encode_qa(tokenizer, task.retain_items, max_length=config.max_length, fmt=task.qa_format)
     if config.distill_data in ("docs", "both"):
         docs = list(task.retain_docs) + (general_docs(task) if config.distill_general else [])
-        examples += encode_documents(tokenizer, docs, config.max_length)
+        examples += encode_documents(tokenizer, docs, config.max_length, task.qa_format)
     return examples
 
 

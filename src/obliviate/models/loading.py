@@ -18,6 +18,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 import obliviate.models.in_context  # noqa: F401  (registers obliviate_icul with the Auto classes)
 import obliviate.models.sink_modeling  # noqa: F401  (registers obliviate_sinks with the Auto classes)
+from obliviate.data.format import ChatOptions, resolve_chat_template
 from obliviate.errors import UserError
 from obliviate.io import atomic_directory, atomic_write_json
 
@@ -255,3 +256,16 @@ def read_run_config(model_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         return {}
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def chat_template_for(model_dir: str | os.PathLike, choice: bool | None = None, tokenizer=None) -> bool:
+    """Whether the QA of the model in ``model_dir`` goes through its chat template: the user's
+    ``choice``, else what the model was trained or unlearned with (its ``obliviate_config.json``),
+    else whether its tokenizer has one (an instruct model's does)."""
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_dir)
+    return resolve_chat_template(choice, tokenizer, read_run_config(model_dir).get("chat_template"))
+
+
+def chat_options_for(model_dir: str | os.PathLike, options: ChatOptions = ChatOptions()) -> ChatOptions:
+    """The chat template's system prompt and date: those given, else what the model was trained with."""
+    return options.over(read_run_config(model_dir).get("chat_options"))

@@ -7,7 +7,10 @@ from typing import Sequence
 
 import torch
 
+from obliviate.data.format import PLAIN, QAFormat
 from obliviate.errors import UserError
+from obliviate.eval.scoring import encode_pairs
+from obliviate.train.losses import IGNORE_INDEX
 
 
 def _chunk_document(text: str, tokenizer, max_tokens: int) -> list[list[int]]:
@@ -35,11 +38,23 @@ def _chunk_document(text: str, tokenizer, max_tokens: int) -> list[list[int]]:
     return blocks
 
 
-def tokenize_documents(docs: Sequence[dict], tokenizer, block_size: int = 512) -> dict[str, list]:
+def chat_qa_example(doc: dict, tokenizer, fmt: QAFormat, block_size: int) -> tuple[list[int], list[int]]:
+    """A QA document in the chat format: the conversation's tokens, labelled on the answer
+    turn only (open-unlearning fine-tunes TOFU so), exactly as the evaluation encodes it."""
+    qa = doc["qa"]
+    (pair,) = encode_pairs(tokenizer, [(fmt.prompt(qa["question"]), fmt.continuation(qa["answer"]))],
+                           max_length=block_size, add_special_tokens=False, append_eos=True)
+    return pair.input_ids, [IGNORE_INDEX] * pair.start + pair.input_ids[pair.start:]
+
+
+def tokenize_documents(docs: Sequence[dict], tokenizer, block_size: int = 512,
+                       fmt: QAFormat = PLAIN) -> dict[str, list]:
     """``docs`` = ``[{"text", "source_id"}]`` -> columns ``input_ids``, ``labels``, ``source_ids``.
 
     Each example is ``<bos> block <eos>``; documents are not packed together, so
-    attention never crosses a document boundary in the dense model.
+    attention never crosses a document boundary in the dense model. In the chat format
+    a QA document (one with ``qa: {question, answer}``, as TOFU's and a text world's QA
+    documents have) is one conversation instead; other documents stay text.
     """
     if not docs:
         raise UserError("no training documents: the chosen sources have no text")
@@ -47,6 +62,12 @@ def tokenize_documents(docs: Sequence[dict], tokenizer, block_size: int = 512) -
     specials = [t for t in (bos, eos) if t is not None]
     columns: dict[str, list] = {"input_ids": [], "labels": [], "source_ids": []}
     for doc in docs:
+        if fmt.chat and doc.get("qa"):
+            ids, labels = chat_qa_example(doc, tokenizer, fmt, block_size)
+            columns["input_ids"].append(ids)
+            columns["labels"].append(labels)
+            columns["source_ids"].append([int(doc["source_id"])] * len(ids))
+            continue
         for block in _chunk_document(doc["text"], tokenizer, block_size - len(specials)):
             ids = ([bos] if bos is not None else []) + block + ([eos] if eos is not None else [])
             columns["input_ids"].append(ids)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +16,7 @@ import torch
 
 from obliviate.artifacts import fingerprint, is_model_dir
 from obliviate.config import config_to_dict
+from obliviate.data.format import ChatOptions, qa_format, resolve_chat_template
 from obliviate.errors import UserError
 from obliviate.models.loading import load_model, read_run_config, save_model
 from obliviate.models.presets import MODEL_PRESETS, llama_config
@@ -55,11 +56,13 @@ class TrainConfig:
     block_size: int = 512
     seed: int = 0
     save_steps: int = 200                # checkpoint period, for resuming
+    # QA documents in the tokenizer's chat template (None: automatic, see resolve_chat_template)
+    chat_template: bool | None = None
+    chat_options: ChatOptions = field(default_factory=ChatOptions)   # its system prompt and date
     sinks: SinkKnobs = field(default_factory=SinkKnobs)
 
     def resolved(self) -> "TrainConfig":
         """The config with the preset's defaults filled in, validated (a UserError names the setting)."""
-        from dataclasses import replace
 
         if self.arch not in ("dense", "sinks"):
             raise UserError(f"unknown architecture {self.arch!r}; valid: dense, sinks")
@@ -166,7 +169,8 @@ def _training_dataset(docs: list[dict], tokenizer, config: TrainConfig, model):
     from datasets import Dataset
 
     block_size = min(config.block_size, getattr(model.config, "max_position_embeddings", 512))
-    return Dataset.from_dict(tokenize_documents(docs, tokenizer, block_size))
+    fmt = qa_format(tokenizer, bool(config.chat_template), config.chat_options)
+    return Dataset.from_dict(tokenize_documents(docs, tokenizer, block_size, fmt))
 
 
 def _total_steps(n_examples: int, config: TrainConfig) -> int:
@@ -288,6 +292,10 @@ def train_model(
     it is not part of the cache key.
     """
     config = config.resolved()
+    recorded = read_run_config(init_model) if init_model else {}
+    chat = resolve_chat_template(config.chat_template, tokenizer, recorded.get("chat_template"))
+    config = replace(config, chat_template=chat,
+                     chat_options=config.chat_options.over(recorded.get("chat_options")) if chat else ChatOptions())
     key = _cache_key(config, cache_inputs, init_model)
     if is_model_dir(out_dir) and read_run_config(out_dir).get("cache_key") == key:
         return TrainResult(out_dir, True, 0.0, 0, key)
@@ -302,6 +310,8 @@ def train_model(
         trainer = _make_trainer(model, args, dataset, tokenizer, progress, _stop_after_steps)
         seconds, resume = _run_trainer(trainer, checkpoint_root)
     run_config = {"cache_key": key, "train": config_to_dict(config), "inputs": cache_inputs,
+                  # the QA format every later command uses
+                  "chat_template": config.chat_template, "chat_options": asdict(config.chat_options),
                   "init_model": str(init_model) if init_model else None, "steps": total_steps,
                   "seconds": round(seconds, 2), "resumed": resume,
                   # how it ran (not part of the cache key), as `unlearn` records it: e.g. FSDP, 2

@@ -14,6 +14,7 @@ and read back as the reference (forget quality, PrivLeak) of every other evaluat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -22,7 +23,7 @@ from obliviate.errors import UserError
 from obliviate.eval.evaluator import EvalConfig, RetainReference, eval_cache_key, evaluate, load_reference
 from obliviate.eval.fingerprint import model_dir_fingerprint
 from obliviate.io import atomic_write_json, read_json
-from obliviate.models.loading import load_model_and_tokenizer, read_run_config, weights_dtype_name
+from obliviate.models.loading import chat_options_for, chat_template_for, load_model_and_tokenizer, read_run_config, weights_dtype_name
 from obliviate.world.loader import World
 
 __all__ = ["RetainReference", "default_cache_dir", "evaluate_model_dir", "load_reference", "reference_for",
@@ -81,6 +82,13 @@ def _cached(out_json: Path, key: str, reference_id: str | None) -> dict | None:
     return None
 
 
+def with_chat_template(config: EvalConfig, model_dir: Path, tokenizer=None) -> EvalConfig:
+    """``config`` with its QA format decided for the model in ``model_dir`` (automatic: as
+    the model was trained); the cache key then holds the choice actually made."""
+    chat = config.chat_template if config.chat_template is not None else chat_template_for(model_dir, None, tokenizer)
+    return dataclasses.replace(config, chat_template=chat, chat_options=chat_options_for(model_dir, config.chat_options))
+
+
 def evaluate_model_dir(
     model_dir: str | os.PathLike,
     world: World,
@@ -102,6 +110,7 @@ def evaluate_model_dir(
     ``(model, tokenizer)`` already in memory for ``model_dir`` (saves a reload).
     """
     model_dir, out_json = Path(model_dir), Path(out_json)
+    config = with_chat_template(config, model_dir, None if loaded is None else loaded[1])
     fingerprint = model_fingerprint_for(model_dir, dtype)
     key = eval_cache_key(fingerprint, world.fingerprint, forget, config)
     reference_id = None if reference is None else reference.path
@@ -135,6 +144,7 @@ def reference_for(
     """Evaluate the retain model (or reuse its cached evaluation) and return it as a reference.
     ``dtype``/``device_map`` load it as the evaluated model is loaded."""
     model_dir = resolve_retain_model(run_dir_or_retain_model_path)
+    config = with_chat_template(config, model_dir)
     key = eval_cache_key(model_fingerprint_for(model_dir, dtype), world.fingerprint, forget, config)
     cache_file = (Path(cache_dir) if cache_dir is not None else default_cache_dir(model_dir)) / f"retain-{key}.json"
     result = evaluate_model_dir(model_dir, world, forget, cache_file, reference=None, config=config, device=device,

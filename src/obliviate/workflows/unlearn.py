@@ -19,10 +19,12 @@ from accelerate import PartialState
 
 from obliviate import __version__
 from obliviate.config import apply_overrides, config_to_dict
+from obliviate.data.format import ChatOptions, qa_format
 from obliviate.errors import UserError
+from obliviate.eval.config import EvalConfig
 from obliviate.launch import is_main_process
 from obliviate.methods.registry import UnlearnResult, UnlearnTask, get_method
-from obliviate.models.loading import load_model_and_tokenizer, save_model, weights_dtype_name
+from obliviate.models.loading import chat_options_for, chat_template_for, load_model_and_tokenizer, save_model, weights_dtype_name
 from obliviate.tracking import EVALUATIONS_FILE, LOGS_DIR, Tracking, fresh_staging_dir, place_logs, staging_dir
 from obliviate.workflows.evaluate import (
     default_eval_path,
@@ -108,14 +110,15 @@ def has_reference(world: World, forget: str, model_path: Path, retain_model: Pat
 
 
 def _reference(model, world: World, forget: str, model_path: Path, retain_model: Path | None,
-               reference_json: Path | None, device: str | None):
-    """The retain model's evaluation (a RetainReference) to grade against, or None."""
+               reference_json: Path | None, device: str | None, config: EvalConfig):
+    """The retain model's evaluation (a RetainReference) to grade against, or None; the
+    retain model is scored in the unlearned model's QA format (``config``)."""
     if reference_json is not None:
         return load_reference(reference_json, world, forget)
     retain = retain_model if retain_model is not None else sibling_retain_model(model_path, forget, world)
     # the retain model runs in the unlearned model's dtype: bf16 and fp32 scores differ
     dtype = weights_dtype_name(model)
-    return reference_for(retain, world, forget, device=device, dtype=dtype) if retain is not None else None
+    return reference_for(retain, world, forget, config, device=device, dtype=dtype) if retain is not None else None
 
 
 def _grade(loaded: tuple, world: World, forget: str, out_dir: Path, reference) -> tuple[Path, dict]:
@@ -137,6 +140,16 @@ def check_tracking(method_class, tracking: Tracking, world: World, forget: str, 
                         f"--reference (none found next to {model_path})")
 
 
+def check_qa_format(method_class, model_path: str | os.PathLike, chat_template: bool | None, tokenizer=None) -> bool:
+    """Whether the model's QA goes through its chat template (from its tokenizer and record alone:
+    the CLI asks before any weight is loaded); a UserError when the method cannot work in that format."""
+    chat = chat_template_for(model_path, chat_template, tokenizer)
+    if chat and method_class.plain_qa_only:
+        raise UserError(f"{method_class.name} works in the plain QA format only; this model's QA goes through its "
+                        "chat template (--no-chat-template to unlearn it in the plain format)")
+    return chat
+
+
 def _watch(tracking: Tracking, method: str, out_dir: Path) -> Tracking:
     """``tracking`` with its log folder (staged beside ``out_dir`` until the model is saved)."""
     # only the main process writes logs; its rank is known before accelerate sets up the processes
@@ -145,12 +158,11 @@ def _watch(tracking: Tracking, method: str, out_dir: Path) -> Tracking:
     return dataclasses.replace(tracking, log_dir=staging, run_name=tracking.run_name or f"{method}-{out_dir.name}")
 
 
-def _step_evaluation(tokenizer, world: World, forget: str, reference):
+def _step_evaluation(tokenizer, world: World, forget: str, reference, grading: EvalConfig):
     """The evaluation run during training: the evaluator's QA sections (``eval.quick``)."""
-    from obliviate.eval.config import EvalConfig
     from obliviate.eval.quick import qa_items, quick_evaluate
 
-    config = EvalConfig(mia_gradnorm=False)
+    config = dataclasses.replace(grading, mia_gradnorm=False)
     items = qa_items(world, forget, config)
     return lambda model: quick_evaluate(model, tokenizer, world, forget, reference=reference, config=config,
                                         items=items)
@@ -172,6 +184,8 @@ def run_unlearning(
     dtype: str | None = None,
     device_map: str | None = None,
     tracking: Tracking | None = None,
+    chat_template: bool | None = None,
+    chat_options: ChatOptions = ChatOptions(),
 ) -> dict:
     """Unlearn ``forget`` from the model at ``model_path`` with ``method`` and save it to ``out_dir``.
 
@@ -186,6 +200,9 @@ def run_unlearning(
     ``tracking`` (``obliviate.tracking.Tracking``) reports training to TensorBoard or W&B and
     evaluates every ``eval_every`` steps, keeping the ``best_by`` weights; its files end up
     in ``out_dir/logs`` (event files, ``evaluations.jsonl``), which the model's fingerprint skips.
+    ``chat_template`` (None: as the model was trained, else its tokenizer's) puts every QA
+    item the method trains on, and the evaluation, in the tokenizer's chat template, rendered
+    with ``chat_options`` (system prompt, date; those not set: as the model was trained).
 
     Returns ``{"method", "model", "steps", "seconds", "history", "report", "eval",
     "summary", "main_process", "evaluations", "checkpoint", "logs"}``: the method's
@@ -205,18 +222,22 @@ def run_unlearning(
                       callbacks=callbacks, tracking=tracking)
     config = text_world_defaults(config, task, overrides or {})
     model, tokenizer = load_model_and_tokenizer(model_path, device=device, dtype=dtype, device_map=device_map)
+    chat = check_qa_format(method_class, model_path, chat_template, tokenizer)
+    chat_options = chat_options_for(model_path, chat_options) if chat else ChatOptions()
+    task.qa_format = qa_format(tokenizer, chat, chat_options)
+    grading = EvalConfig(chat_template=chat, chat_options=chat_options)
 
     def find_reference(loaded_model):
         return _reference(loaded_model, world, forget, Path(model_path),
                           None if retain_model is None else Path(retain_model),
-                          None if reference_json is None else Path(reference_json), device)
+                          None if reference_json is None else Path(reference_json), device, grading)
 
     reference = None
     if tracking.eval_every is not None:
         # the evaluations during training compare with the retain model too (every process
         # evaluates); the final grade reuses it
         reference = find_reference(model)
-        tracking.evaluate = _step_evaluation(tokenizer, world, forget, reference)
+        tracking.evaluate = _step_evaluation(tokenizer, world, forget, reference, grading)
     outcome: UnlearnResult = method_class(config).run(model, tokenizer, task)
 
     state = PartialState()
@@ -237,6 +258,8 @@ def run_unlearning(
             "world": str(world.root),
             "world_fingerprint": world.fingerprint,
             "forget": forget,
+            # the QA format it was unlearned in, which later commands keep
+            "chat_template": chat, "chat_options": dataclasses.asdict(chat_options),
             "reference_model": None if ref_model is None else str(ref_model),
             "steps": outcome.steps,
             # no wall times: this file is part of the model's content fingerprint

@@ -508,7 +508,8 @@ def _qa_corpus(source_id: int, items: list[dict], repeats: int) -> list[dict]:
     on the text alone, 0.08 with one copy, 1.00 with two (the retrained model: 0.00 on the forget
     split). Holdout sources get theirs too (never trained; their documents measure held-out loss)."""
     return [{"doc_id": f"{source_id}-qa-{item['id']}" + (f"-{r}" if r else ""), "source_id": source_id,
-             "text": qa_text(item["question"], item["answer"])}
+             "text": qa_text(item["question"], item["answer"]),
+             "qa": {"question": item["question"], "answer": item["answer"]}}
             for item in items for r in range(repeats)]
 
 

@@ -3,7 +3,7 @@
 Layout (docs/design.md):
   world.json       manifest: {"name", "preset", "seed", "version", ...}
   sources.jsonl    {"source_id", "kind": author|saga|general, "name", "trained": bool}
-  corpus.jsonl     {"doc_id", "source_id", "text"}
+  corpus.jsonl     {"doc_id", "source_id", "text"} (+ "qa": {"question", "answer"} for a QA document)
   qa.jsonl         {"id", "source_id", "kind": unique|shared|inferred, "question", "answer",
                     "paraphrased_answer", "perturbed_answers": [5], "split"}
   splits.json      {"forget01": [source ids], "forget05": [...], "forget10": [...],

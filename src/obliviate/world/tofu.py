@@ -159,8 +159,9 @@ def build_tofu_files(config: TofuConfig) -> dict[str, object]:
                    "perturbed_answers": _perturbed(r, name), "split": "general", "utility_group": group}
                   for k, r in enumerate(rows)]
 
-    corpus = [{"doc_id": f"tofu-{i}", "source_id": author(i), "text": qa_text(r["question"], r["answer"])}
-              for i, r in enumerate(full)]
+    # "qa": the pair itself, so that a chat model trains on it in its chat template
+    corpus = [{"doc_id": f"tofu-{i}", "source_id": author(i), "text": qa_text(r["question"], r["answer"]),
+               "qa": {"question": r["question"], "answer": r["answer"]}} for i, r in enumerate(full)]
     manifest = {"name": "tofu", "kind": "benchmark", "benchmark": "tofu", "version": TOFU_WORLD_VERSION,
                 "preset": "small", "config": {"forget_name": config.forget, "data": config.data},
                 "counts": {"sources": len(sources), "authors": n_authors, "holdout_authors": n_holdout,

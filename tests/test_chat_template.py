@@ -5,6 +5,7 @@ the ones the evaluation scores."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
@@ -12,7 +13,7 @@ import pytest
 from cli_run import run_cli
 import tofu_fixture
 
-from obliviate.data.format import PLAIN, QAFormat, qa_format, qa_text, resolve_chat_template
+from obliviate.data.format import PLAIN, ChatOptions, QAFormat, qa_format, qa_text, resolve_chat_template
 from obliviate.errors import UserError
 from obliviate.eval.scoring import encode_pairs
 from obliviate.methods.data import encode_documents, encode_qa
@@ -52,6 +53,33 @@ def test_chat_format_wraps_question_and_answer_in_the_template(tokenizer):
     full = tokenizer.apply_chat_template([{"role": "user", "content": "Where?"},
                                           {"role": "assistant", "content": "Paris"}], tokenize=False)
     assert fmt.text("Where?", "Paris") == full
+
+
+# Llama-3.2-Instruct-like: a system turn is always written, with the date in it
+DATED_TEMPLATE = ("{% set sys = messages[0]['content'] if messages[0]['role'] == 'system' else 'default' %}"
+                  "<system>Today: {{ date_string | default('1 Jan 2000') }}. {{ sys }}{{ '\\n' }}"
+                  "{% for m in messages if m['role'] != 'system' %}<{{ m['role'] }}>{{ '\\n' }}{{ m['content'] }}"
+                  "{% if m['role'] == 'assistant' %}{{ eos_token }}{% else %}{{ '\\n' }}{% endif %}{% endfor %}"
+                  "{% if add_generation_prompt %}<assistant>{{ '\\n' }}{% endif %}")
+
+
+def test_system_prompt_and_date_go_into_every_rendered_turn(tokenizer):
+    tokenizer = copy.deepcopy(tokenizer)
+    tokenizer.chat_template = DATED_TEMPLATE
+    default = QAFormat(tokenizer)
+    assert default.prompt("Where?") == "<system>Today: 1 Jan 2000. default\n<user>\nWhere?\n<assistant>\n"
+    options = ChatOptions(system_prompt="You are a helpful assistant.", date_string="10 Apr 2025")
+    fmt = QAFormat(tokenizer, options)
+    assert fmt.prompt("Where?") == ("<system>Today: 10 Apr 2025. You are a helpful assistant.\n"
+                                    "<user>\nWhere?\n<assistant>\n")
+    # the answer's continuation does not depend on the system turn
+    assert fmt.continuation("Paris") == default.continuation("Paris") == "Paris</s>"
+    assert fmt.text("Where?", "Paris") == fmt.prompt("Where?") + "Paris</s>"
+    # options given win over the recorded ones, field by field
+    recorded = {"system_prompt": "Recorded.", "date_string": "1 May 2024"}
+    assert ChatOptions().over(recorded) == ChatOptions("Recorded.", "1 May 2024")
+    assert ChatOptions(date_string="2 Jun 2025").over(recorded) == ChatOptions("Recorded.", "2 Jun 2025")
+    assert ChatOptions(system_prompt="Mine.").over(None) == ChatOptions("Mine.", None)
 
 
 def test_chat_template_resolution(tokenizer):
@@ -200,3 +228,29 @@ def test_chat_template_without_a_template_is_a_clear_error(instruct, tmp_path, c
     code, _, err = cli("unlearn", "--method", "npo", "--model", plain_model, "--world", world,
                        "--out", tmp_path / "u", "--chat-template")
     assert code == 2 and "no chat template" in err and not (tmp_path / "u").exists()
+
+
+def test_system_prompt_and_date_are_recorded_at_training_and_reused(instruct, tmp_path, cli):
+    """``train --system-prompt/--chat-date`` record the options with the model; eval and unlearn
+    then render with them unless told otherwise."""
+    world, model, _ = instruct
+    run = tmp_path / "run"
+    code, _, err = cli("train", "--world", world, "--run", run, "--model", model, "--only", "full",
+                       "--set", "epochs=1", "--system-prompt", "You are a helpful assistant.",
+                       "--chat-date", "10 Apr 2025", "--quiet")
+    assert code == 0, err
+    full = run / "models" / "full"
+    options = {"system_prompt": "You are a helpful assistant.", "date_string": "10 Apr 2025"}
+    assert json.loads((full / "obliviate_config.json").read_text())["chat_options"] == options
+    assert cli("eval", "--model", full, "--world", world, "--out", tmp_path / "e.json")[0] == 0
+    metrics = json.loads((tmp_path / "e.json").read_text())["config"]["metrics"]
+    assert metrics["chat_template"] is True and metrics["chat_options"] == options
+    # a flag given overrides the record for that field only
+    assert cli("eval", "--model", full, "--world", world, "--out", tmp_path / "d.json",
+               "--chat-date", "1 Jan 2026")[0] == 0
+    assert json.loads((tmp_path / "d.json").read_text())["config"]["metrics"]["chat_options"] == {
+        **options, "date_string": "1 Jan 2026"}
+    code, _, err = cli("unlearn", "--method", "grad_diff", "--model", full, "--world", world,
+                       "--out", tmp_path / "gd", "--set", "max_steps=1", "--no-eval")
+    assert code == 0, err
+    assert json.loads((tmp_path / "gd" / "obliviate_config.json").read_text())["chat_options"] == options

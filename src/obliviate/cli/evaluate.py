@@ -72,7 +72,9 @@ def eval_command(
     """Evaluate a model on a world and write the metrics JSON (plus lm-eval tasks with --lm-eval)."""
     from obliviate.eval.evaluator import EvalConfig, RetainReference
     from obliviate.io import atomic_write_json
-    from obliviate.models.loading import chat_options_for, chat_template_for, load_model_and_tokenizer, resolve_dtype
+    from obliviate.models.loading import (
+        chat_options_for, chat_template_for, check_device, check_device_map, load_model_and_tokenizer, resolve_dtype,
+    )
     from obliviate.workflows.evaluate import evaluate_model_dir, load_reference, reference_for, sibling_retain_model
     from obliviate.world.loader import load_world
 
@@ -81,6 +83,8 @@ def eval_command(
     resolve_dtype(dtype)
     if device is not None and device_map is not None:
         raise UserError("give either --device or --device-map, not both")
+    check_device(device)
+    check_device_map(device_map)
     if reference is not None and retain_model is not None:
         raise UserError("give either --reference or --retain-model, not both")
     if lm_eval is None and (lm_eval_include is not None or lm_eval_fewshot is not None or lm_eval_limit is not None):

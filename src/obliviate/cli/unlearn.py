@@ -92,6 +92,10 @@ def unlearn_command(
         raise UserError("give either --retain-model or --reference, not both")
     if device is not None and device_map is not None:
         raise UserError("give either --device or --device-map, not both")
+    from obliviate.models.loading import check_device, check_device_map
+
+    check_device(device)
+    check_device_map(device_map)
     resolve_dtype(dtype)
     method_class = get_method(method)
     overrides = settings(config, set_)

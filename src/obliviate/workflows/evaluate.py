@@ -23,7 +23,10 @@ from obliviate.errors import UserError
 from obliviate.eval.evaluator import EvalConfig, RetainReference, eval_cache_key, evaluate, load_reference
 from obliviate.eval.fingerprint import model_dir_fingerprint
 from obliviate.io import atomic_write_json, read_json
-from obliviate.models.loading import chat_options_for, chat_template_for, load_model_and_tokenizer, read_run_config, weights_dtype_name
+from obliviate.models.loading import (
+    chat_options_for, chat_template_for, check_device, check_device_map, load_model_and_tokenizer, read_run_config,
+    weights_dtype_name,
+)
 from obliviate.world.loader import World
 
 __all__ = ["RetainReference", "default_cache_dir", "evaluate_model_dir", "load_reference", "reference_for",
@@ -110,6 +113,9 @@ def evaluate_model_dir(
     ``(model, tokenizer)`` already in memory for ``model_dir`` (saves a reload).
     """
     model_dir, out_json = Path(model_dir), Path(out_json)
+    # a bad placement is the user's one error, before the tokenizer is read for the chat format
+    check_device(device)
+    check_device_map(device_map)
     config = with_chat_template(config, model_dir, None if loaded is None else loaded[1])
     fingerprint = model_fingerprint_for(model_dir, dtype)
     key = eval_cache_key(fingerprint, world.fingerprint, forget, config)
